@@ -1,0 +1,39 @@
+//! The HTTP API: [`router`] assembles every route behind the front door (`gate`).
+//!
+//! One file per group of routes; handlers are thin — they extract, call a component, and
+//! turn the result into JSON. Errors become responses only in `crate::error`.
+
+mod extract;
+mod gate;
+mod health;
+mod secrets;
+
+use axum::Router;
+use axum::middleware;
+use axum::routing::{delete, get, post};
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+pub use gate::API_KEY_HEADER;
+
+/// Every route of the service, with the front door applied to matched and unmatched paths
+/// alike (so 400/401 come before 404/405).
+pub fn router(state: AppState) -> Router {
+    let secrets = Router::new()
+        .route("/api/conversations/{id}/secrets", post(secrets::update).get(secrets::list))
+        .route("/api/conversations/{id}/secrets/{name}", delete(secrets::delete))
+        .route("/api/conversations/{id}", delete(secrets::drop_conversation))
+        .route("/api/secrets", post(secrets::update).get(secrets::list))
+        .route("/api/secrets/{name}", delete(secrets::delete));
+    Router::new()
+        .route("/alive", get(health::alive))
+        .route("/health", get(health::alive))
+        .route("/ready", get(health::ready))
+        .route("/server_info", get(health::server_info))
+        .merge(secrets)
+        .fallback(|| async { ApiError::NotFound("Not Found".into()) })
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(middleware::from_fn_with_state(state.clone(), gate::gate))
+        .with_state(state)
+}

@@ -1,0 +1,29 @@
+//! secret-sidecar: a small HTTP service on loopback inside an agent's sandbox that keeps
+//! secret *descriptors* per conversation (a `LookupSecret` says "GET this settings URL; the
+//! body is the value"), resolves them only when a command needs them, runs commands with the
+//! secrets they use exported, and masks every secret value in what they print.
+//!
+//! The parts, and a request's path through them:
+//! - [`config`]: flags and environment → a validated [`Config`], grouped per component.
+//! - [`server`]: bind (TCP or unix socket), serve, drain on SIGTERM/SIGINT.
+//! - `api`: the router. Every request first passes the front door (forwarded headers, `Host`,
+//!   `X-Session-API-Key` via [`auth`], concurrency and body bounds), then a handler that
+//!   calls a component and answers JSON; errors become responses only in [`error`].
+//! - [`secrets`]: values and names, descriptor parsing, the lookup allow-list, and the
+//!   per-scope [`secrets::registry::Registry`].
+//! - [`state`]: [`AppState`], the handles handlers share.
+
+mod api;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod hardening;
+pub mod secrets;
+pub mod server;
+pub mod state;
+pub mod telemetry;
+
+pub use api::{API_KEY_HEADER, router};
+pub use config::Config;
+pub use server::serve;
+pub use state::AppState;

@@ -1,0 +1,43 @@
+//! The `secret-sidecar` binary: parse flags, set up logging and process hardening, run.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use secret_sidecar::config::{Cli, Command, Config, Env};
+use secret_sidecar::{hardening, server, telemetry};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let args = match cli.command {
+        Some(Command::Serve(args)) => args,
+        None => cli.serve,
+    };
+    if let Err(e) = telemetry::init(&args.log, args.log_format) {
+        eprintln!("secret-sidecar: {e}");
+        return ExitCode::from(2);
+    }
+    let config = match Config::new(&args, &Env::from_process()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(e) = hardening::harden_process() {
+        tracing::warn!("process hardening incomplete: {e}");
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(server::start(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,308 @@
+//! Derivation of the byte patterns under which one secret value may show up
+//! in command output: the value itself, its lines, and the common encodings
+//! (base64 at every byte alignment, percent-encoding, JSON string escaping).
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+use zeroize::Zeroizing;
+
+/// Values longer than this get only the value itself and its lines: encoding
+/// a large blob (a key file, a certificate) multiplies pattern bytes for
+/// little benefit, and the 76-column wrapped base64 already covers the usual
+/// way such blobs are printed only when they are small enough to matter.
+pub const MAX_ENCODED_VALUE_LEN: usize = 4096;
+
+/// Column at which the `base64` CLI wraps its output.
+const BASE64_WRAP: usize = 76;
+
+/// Whether `value` is long enough to be masked at all under `min_len`.
+///
+/// A value shorter than `min_len` (or empty) would yield no patterns, so a
+/// caller that exports it must not rely on masking.
+pub fn is_maskable(value: &[u8], min_len: usize) -> bool {
+    !value.is_empty() && value.len() >= min_len
+}
+
+/// Every pattern under which `value` is hidden, deduplicated, each at least
+/// `min_len` bytes (and never empty).
+///
+/// The first pattern is the value itself when it is long enough; the order of
+/// the rest is unspecified. Patterns are zeroized when dropped.
+pub fn derive_patterns(value: &[u8], min_len: usize) -> Vec<Zeroizing<Vec<u8>>> {
+    let mut out = Patterns {
+        min_len: min_len.max(1),
+        list: Vec::new(),
+    };
+    out.add(value);
+    let trimmed = trim_line_ends(value);
+    out.add(trimmed);
+    for line in value.split(|&b| b == b'\n') {
+        out.add(trim_line_ends(line));
+    }
+    if value.len() > MAX_ENCODED_VALUE_LEN {
+        return out.list;
+    }
+    // A value read from a file often carries a newline that the shell strips
+    // before encoding it, so both forms are encoded.
+    let bases: &[&[u8]] = if trimmed.len() != value.len() && !trimmed.is_empty() {
+        &[value, trimmed]
+    } else {
+        &[value]
+    };
+    for base in bases {
+        add_base64(&mut out, base);
+        add_percent(&mut out, base);
+        if let Ok(text) = std::str::from_utf8(base) {
+            add_json(&mut out, text);
+        }
+    }
+    out.list
+}
+
+struct Patterns {
+    min_len: usize,
+    list: Vec<Zeroizing<Vec<u8>>>,
+}
+
+impl Patterns {
+    fn add(&mut self, pattern: &[u8]) {
+        if pattern.len() >= self.min_len && !self.list.iter().any(|p| p.as_slice() == pattern) {
+            self.list.push(Zeroizing::new(pattern.to_vec()));
+        }
+    }
+
+    fn add_owned(&mut self, pattern: Zeroizing<Vec<u8>>) {
+        self.add(&pattern);
+    }
+}
+
+fn trim_line_ends(mut s: &[u8]) -> &[u8] {
+    while let [rest @ .., b'\r' | b'\n'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn encode(engine: &impl Engine, bytes: &[u8]) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(engine.encode(bytes).into_bytes())
+}
+
+fn add_base64(out: &mut Patterns, value: &[u8]) {
+    for engine in [&STANDARD, &URL_SAFE] {
+        out.add_owned(encode(engine, value));
+    }
+    for engine in [&STANDARD_NO_PAD, &URL_SAFE_NO_PAD] {
+        out.add_owned(encode(engine, value));
+        // Inside a longer blob the value starts at byte offset 0, 1 or 2 of a
+        // 3-byte group. Prefixing `align` zero bytes reproduces that bit
+        // layout; only the characters whose 6 bits all come from the value
+        // are independent of the unknown neighbouring bytes.
+        for align in 0..3 {
+            let mut shifted = Zeroizing::new(vec![0u8; align]);
+            shifted.extend_from_slice(value);
+            let encoded = encode(engine, &shifted);
+            let first = (8 * align).div_ceil(6);
+            let end = 8 * (align + value.len()) / 6;
+            if let Some(chars) = encoded.get(first..end) {
+                out.add(chars);
+            }
+        }
+    }
+    let padded = encode(&STANDARD, value);
+    if padded.len() > BASE64_WRAP {
+        for sep in [&b"\n"[..], b"\r\n"] {
+            let mut wrapped = Zeroizing::new(Vec::with_capacity(padded.len() * 2));
+            for (i, line) in padded.chunks(BASE64_WRAP).enumerate() {
+                if i > 0 {
+                    wrapped.extend_from_slice(sep);
+                }
+                wrapped.extend_from_slice(line);
+            }
+            out.add_owned(wrapped);
+        }
+    }
+}
+
+fn hex_digit(nibble: u8, upper: bool) -> u8 {
+    let digits: &[u8; 16] = if upper {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
+    digits[usize::from(nibble & 0xf)]
+}
+
+fn add_percent(out: &mut Patterns, value: &[u8]) {
+    // (keep '/', space as '+'): RFC 3986 component encoding, path-style
+    // encoding and HTML form encoding, each with upper and lower hex.
+    for (keep_slash, plus_space) in [(false, false), (true, false), (false, true)] {
+        for upper in [true, false] {
+            let mut enc = Zeroizing::new(Vec::with_capacity(value.len() * 3));
+            for &b in value {
+                match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                        enc.push(b)
+                    }
+                    b'/' if keep_slash => enc.push(b),
+                    b' ' if plus_space => enc.push(b'+'),
+                    _ => enc.extend_from_slice(&[b'%', hex_digit(b >> 4, upper), hex_digit(b, upper)]),
+                }
+            }
+            out.add_owned(enc);
+        }
+    }
+}
+
+fn push_u_escape(enc: &mut Vec<u8>, unit: u16, upper: bool) {
+    enc.extend_from_slice(b"\\u");
+    for shift in [12u16, 8, 4, 0] {
+        // The mask keeps the nibble below 16, so the cast cannot truncate.
+        enc.push(hex_digit(((unit >> shift) & 0xf) as u8, upper));
+    }
+}
+
+fn add_json(out: &mut Patterns, text: &str) {
+    // `ascii`: None writes non-ASCII literally (serde_json, Go); Some(upper)
+    // writes it as \uXXXX (Python's ensure_ascii, PHP, Jackson).
+    for ascii in [None, Some(false), Some(true)] {
+        for escape_slash in [false, true] {
+            let upper = ascii == Some(true);
+            let mut enc = Zeroizing::new(Vec::with_capacity(text.len() * 2));
+            let mut units = [0u16; 2];
+            for ch in text.chars() {
+                match ch {
+                    '"' => enc.extend_from_slice(b"\\\""),
+                    '\\' => enc.extend_from_slice(b"\\\\"),
+                    '\n' => enc.extend_from_slice(b"\\n"),
+                    '\r' => enc.extend_from_slice(b"\\r"),
+                    '\t' => enc.extend_from_slice(b"\\t"),
+                    '\u{8}' => enc.extend_from_slice(b"\\b"),
+                    '\u{c}' => enc.extend_from_slice(b"\\f"),
+                    '/' if escape_slash => enc.extend_from_slice(b"\\/"),
+                    c if u32::from(c) < 0x20 || (ascii.is_some() && u32::from(c) >= 0x7f) => {
+                        for unit in c.encode_utf16(&mut units) {
+                            push_u_escape(&mut enc, *unit, upper);
+                        }
+                    }
+                    c => {
+                        let mut buf = [0u8; 4];
+                        enc.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                    }
+                }
+            }
+            out.add_owned(enc);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn derived(value: &[u8], min_len: usize) -> Vec<Vec<u8>> {
+        derive_patterns(value, min_len)
+            .iter()
+            .map(|p| p.to_vec())
+            .collect()
+    }
+
+    fn has(patterns: &[Vec<u8>], p: &[u8]) -> bool {
+        patterns.iter().any(|x| x == p)
+    }
+
+    #[test]
+    fn value_first_and_deduplicated() {
+        let p = derived(b"plainvalue123", 1);
+        assert_eq!(p[0], b"plainvalue123");
+        let mut sorted = p.clone();
+        sorted.sort();
+        sorted.dedup();
+        assert_eq!(sorted.len(), p.len());
+    }
+
+    #[test]
+    fn lines_and_trailing_newline() {
+        let p = derived(b"line-one\r\nline-two\n", 4);
+        assert!(has(&p, b"line-one\r\nline-two\n"));
+        assert!(has(&p, b"line-one\r\nline-two"));
+        assert!(has(&p, b"line-one"));
+        assert!(has(&p, b"line-two"));
+        assert!(has(&p, b"bGluZS1vbmUNCmxpbmUtdHdv")); // base64 of the trimmed value
+    }
+
+    #[test]
+    fn base64_forms() {
+        let v = b"hello?>world";
+        let p = derived(v, 4);
+        assert!(has(&p, STANDARD.encode(v).as_bytes()));
+        assert!(has(&p, URL_SAFE.encode(v).as_bytes()));
+        // Every alignment inside a longer encoded blob.
+        for prefix in [&b""[..], b"x", b"xy"] {
+            let mut blob = prefix.to_vec();
+            blob.extend_from_slice(v);
+            blob.extend_from_slice(b"trailing");
+            let enc = STANDARD.encode(&blob);
+            assert!(
+                p.iter()
+                    .any(|pat| pat.len() >= 12 && enc.as_bytes().windows(pat.len()).any(|w| w == &pat[..])),
+                "alignment {}",
+                prefix.len()
+            );
+        }
+    }
+
+    #[test]
+    fn base64_wrapped_only_when_long() {
+        let short = derived(&[7u8; 50], 1);
+        assert!(!short.iter().any(|p| p.contains(&b'\n')));
+        let long_value = vec![0xabu8; 100];
+        let long = derived(&long_value, 1);
+        let enc = STANDARD.encode(&long_value);
+        let wrapped = format!("{}\n{}", &enc[..76], &enc[76..]);
+        assert!(has(&long, wrapped.as_bytes()));
+        let wrapped_crlf = format!("{}\r\n{}", &enc[..76], &enc[76..]);
+        assert!(has(&long, wrapped_crlf.as_bytes()));
+    }
+
+    #[test]
+    fn percent_forms() {
+        let p = derived("a b/c+ä".as_bytes(), 1);
+        assert!(has(&p, b"a%20b%2Fc%2B%C3%A4"));
+        assert!(has(&p, b"a%20b/c%2B%C3%A4"));
+        assert!(has(&p, b"a+b%2Fc%2B%C3%A4"));
+        assert!(has(&p, b"a%20b%2fc%2b%c3%a4"));
+    }
+
+    #[test]
+    fn json_forms() {
+        let p = derived("q\"b\\s/ä☃😀\u{1}".as_bytes(), 1);
+        assert!(has(&p, "q\\\"b\\\\s/ä☃😀\\u0001".as_bytes()));
+        assert!(has(&p, b"q\\\"b\\\\s/\\u00e4\\u2603\\ud83d\\ude00\\u0001"));
+        assert!(has(&p, b"q\\\"b\\\\s/\\u00E4\\u2603\\uD83D\\uDE00\\u0001"));
+        assert!(has(&p, b"q\\\"b\\\\s\\/\\u00e4\\u2603\\ud83d\\ude00\\u0001"));
+        assert!(has(&p, "q\\\"b\\\\s\\/ä☃😀\\u0001".as_bytes()));
+        // Not UTF-8: no JSON forms, and no panic.
+        let _ = derived(b"\xff\xfe\"abc", 1);
+    }
+
+    #[test]
+    fn min_len_applies_to_each_pattern() {
+        assert!(derived(b"abc", 4).is_empty());
+        assert!(!is_maskable(b"abc", 4));
+        assert!(is_maskable(b"abcd", 4));
+        assert!(!is_maskable(b"", 0));
+        for p in derived(b"ab\ncdefgh", 3) {
+            assert!(p.len() >= 3);
+        }
+        assert!(derived(b"", 0).is_empty());
+    }
+
+    #[test]
+    fn large_values_get_no_encodings() {
+        let mut v = vec![b'x'; MAX_ENCODED_VALUE_LEN];
+        v.push(b'\n');
+        v.extend_from_slice(b"tail-line");
+        let p = derived(&v, 1);
+        assert_eq!(p.len(), 3); // value, first line, second line
+    }
+}

@@ -1,0 +1,508 @@
+//! Wire parsing of secret descriptors (`StaticSecret`, `LookupSecret`), compatible with the
+//! OpenHands agent-server's `{"secrets": {NAME: entry}}` bodies.
+//!
+//! Entries are parsed from `serde_json::Value` by hand rather than through serde derive, for
+//! two reasons: the reference accepts several shapes (a bare string, an untagged object with
+//! `value`, a tagged object), and serde's own messages quote the offending input, which would
+//! put secret values into error bodies. Every error here names the entry and the field and
+//! never the value, URL or header value. Unknown fields are ignored, as the reference does.
+
+use std::fmt;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Map, Value};
+use url::Url;
+
+use super::origin::{Origin, OriginKind, OriginPolicy};
+use super::value::{SecretName, SecretValue, is_env_name, is_placeholder};
+
+/// Longest accepted lookup URL, in bytes.
+const MAX_URL_BYTES: usize = 8192;
+/// Most headers (plain and `env_headers` together) one lookup may carry.
+const MAX_HEADERS: usize = 32;
+/// Longest accepted header (name plus value), in bytes.
+const MAX_HEADER_BYTES: usize = 8192;
+/// Longest accepted description, in characters.
+const MAX_DESCRIPTION_CHARS: usize = 1024;
+/// Largest per-descriptor cache TTL, in seconds (one day).
+pub const MAX_TTL_SECONDS: u64 = 86_400;
+
+/// Headers a descriptor may not set: they would let it smuggle requests or spoof routing.
+const FORBIDDEN_HEADERS: &[&str] =
+    &["host", "content-length", "transfer-encoding", "connection", "te", "upgrade"];
+const FORBIDDEN_HEADER_PREFIXES: &[&str] = &["proxy-", "x-forwarded-"];
+
+/// One registered secret: where its value comes from.
+#[derive(Clone)]
+pub enum SecretSource {
+    /// A value given inline.
+    Static(StaticSecret),
+    /// A value fetched from a URL when a command needs it.
+    Lookup(LookupSecret),
+}
+
+/// A value given inline; `value: None` is an explicit "no value" (it exports nothing and
+/// shadows an inherited entry of the same name).
+#[derive(Clone)]
+pub struct StaticSecret {
+    pub value: Option<SecretValue>,
+    pub description: Option<String>,
+}
+
+/// "GET this URL; the body is the value."
+#[derive(Clone)]
+pub struct LookupSecret {
+    /// Absolute URL (relative ones were joined at parse time). May carry a token in its
+    /// query, so it is never logged or returned.
+    pub url: Url,
+    /// The URL's normalised origin, which may be logged and listed.
+    pub origin: Origin,
+    /// Whether the origin is a settings origin (session key, `env_headers`).
+    pub origin_kind: OriginKind,
+    /// Header name (as given) and value.
+    pub headers: Vec<(String, SecretString)>,
+    /// Header name and the environment variable that supplies its value at request time.
+    pub env_headers: Vec<(String, String)>,
+    /// Cache TTL override in seconds (`0` = never cache).
+    pub ttl_seconds: Option<u64>,
+    pub description: Option<String>,
+}
+
+impl SecretSource {
+    /// The wire name of the variant (`StaticSecret` / `LookupSecret`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Static(_) => "StaticSecret",
+            Self::Lookup(_) => "LookupSecret",
+        }
+    }
+
+    /// The free-text description, if any.
+    pub fn description(&self) -> Option<&str> {
+        match self {
+            Self::Static(s) => s.description.as_deref(),
+            Self::Lookup(l) => l.description.as_deref(),
+        }
+    }
+
+    /// True for a StaticSecret without a value (an explicit unset).
+    pub fn is_no_value(&self) -> bool {
+        matches!(self, Self::Static(StaticSecret { value: None, .. }))
+    }
+}
+
+impl fmt::Debug for SecretSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Static(s) => f
+                .debug_struct("StaticSecret")
+                .field("has_value", &s.value.is_some())
+                .finish_non_exhaustive(),
+            Self::Lookup(l) => f
+                .debug_struct("LookupSecret")
+                .field("origin", &l.origin.to_string())
+                .field("headers", &l.headers.len())
+                .field("env_headers", &l.env_headers.len())
+                .field("ttl_seconds", &l.ttl_seconds)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl PartialEq for SecretSource {
+    /// Descriptor equality (values and header values compared too), used to decide whether
+    /// a re-registration changed anything and so must invalidate cached values.
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Static(a), Self::Static(b)) => {
+                a.description == b.description
+                    && a.value.as_ref().map(SecretValue::expose)
+                        == b.value.as_ref().map(SecretValue::expose)
+            }
+            (Self::Lookup(a), Self::Lookup(b)) => {
+                a.url == b.url
+                    && a.description == b.description
+                    && a.ttl_seconds == b.ttl_seconds
+                    && a.env_headers == b.env_headers
+                    && a.headers.len() == b.headers.len()
+                    && a.headers.iter().zip(&b.headers).all(|((n1, v1), (n2, v2))| {
+                        n1 == n2 && v1.expose_secret() == v2.expose_secret()
+                    })
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One invalid entry: where (`loc`, FastAPI style) and what rule it broke.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {msg}", loc.join("."))]
+pub struct EntryError {
+    pub loc: Vec<String>,
+    pub msg: String,
+}
+
+/// What parsing needs from configuration.
+#[derive(Clone, Debug, Default)]
+pub struct ParseContext {
+    /// The lookup allow-list.
+    pub policy: OriginPolicy,
+    /// `OH_INTERNAL_SERVER_URL`, the base for relative URLs, when set.
+    pub internal_base: Option<Url>,
+    /// Environment variables `env_headers` may read.
+    pub allowed_env_headers: Vec<String>,
+}
+
+/// Parses the `secrets` object of an update body. All entries are checked; the first error
+/// (in name order) is returned and nothing is kept.
+pub fn parse_update(
+    body: &Value,
+    ctx: &ParseContext,
+) -> Result<Vec<(SecretName, SecretSource)>, EntryError> {
+    let root = |msg: &str| EntryError { loc: vec!["body".into()], msg: msg.into() };
+    let obj = body.as_object().ok_or_else(|| root("body must be a JSON object"))?;
+    let secrets = obj.get("secrets").ok_or_else(|| EntryError {
+        loc: vec!["body".into(), "secrets".into()],
+        msg: "field required".into(),
+    })?;
+    let secrets = secrets.as_object().ok_or_else(|| EntryError {
+        loc: vec!["body".into(), "secrets".into()],
+        msg: "must be an object of NAME: entry".into(),
+    })?;
+    let mut out = Vec::with_capacity(secrets.len());
+    let mut names: Vec<&String> = secrets.keys().collect();
+    names.sort();
+    for raw_name in names {
+        let loc = |field: Option<&str>| {
+            let mut l = vec!["body".to_owned(), "secrets".to_owned(), display_name(raw_name)];
+            l.extend(field.map(str::to_owned));
+            l
+        };
+        let name = SecretName::parse(raw_name)
+            .map_err(|e| EntryError { loc: loc(None), msg: e.to_string() })?;
+        let source = parse_entry(&secrets[raw_name], ctx)
+            .map_err(|(field, msg)| EntryError { loc: loc(field), msg })?;
+        out.push((name, source));
+    }
+    Ok(out)
+}
+
+/// A name as it may appear in an error: invalid names are cut and stripped of anything that
+/// is not a printable identifier character, so they cannot smuggle text into a response.
+fn display_name(raw: &str) -> String {
+    let cleaned: String = raw
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '?' })
+        .collect();
+    if raw.chars().count() > 64 { format!("{cleaned}…") } else { cleaned }
+}
+
+type FieldError = (Option<&'static str>, String);
+
+fn field_err(field: &'static str, msg: impl Into<String>) -> FieldError {
+    (Some(field), msg.into())
+}
+
+/// Parses one entry in any of the reference's three shapes.
+fn parse_entry(entry: &Value, ctx: &ParseContext) -> Result<SecretSource, FieldError> {
+    match entry {
+        Value::String(s) => Ok(SecretSource::Static(StaticSecret {
+            value: SecretValue::from_bytes(s.clone().into_bytes()),
+            description: None,
+        })),
+        Value::Object(obj) => match obj.get("kind") {
+            Some(Value::String(k)) if k == "StaticSecret" => parse_static(obj),
+            Some(Value::String(k)) if k == "LookupSecret" => parse_lookup(obj, ctx),
+            Some(_) => Err(field_err("kind", "unknown kind (expected StaticSecret or LookupSecret)")),
+            // The reference's shorthand: an object with `value` and no `kind` is static.
+            None if obj.contains_key("value") => parse_static(obj),
+            None => Err(field_err("kind", "field required (StaticSecret or LookupSecret)")),
+        },
+        Value::Null => Err((None, "entry must be a string or an object, not null".into())),
+        Value::Bool(_) => Err((None, "entry must be a string or an object, not a boolean".into())),
+        Value::Number(_) => Err((None, "entry must be a string or an object, not a number".into())),
+        Value::Array(_) => Err((None, "entry must be a string or an object, not a list".into())),
+    }
+}
+
+fn parse_static(obj: &Map<String, Value>) -> Result<SecretSource, FieldError> {
+    if obj.contains_key("ttl_seconds") {
+        return Err(field_err("ttl_seconds", "only a LookupSecret can have ttl_seconds"));
+    }
+    let value = match obj.get("value") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => SecretValue::from_bytes(s.clone().into_bytes()),
+        Some(_) => return Err(field_err("value", "must be a string or null")),
+    };
+    Ok(SecretSource::Static(StaticSecret { value, description: parse_description(obj)? }))
+}
+
+fn parse_description(obj: &Map<String, Value>) -> Result<Option<String>, FieldError> {
+    match obj.get("description") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.chars().count() > MAX_DESCRIPTION_CHARS => Err(field_err(
+            "description",
+            format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
+        )),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(field_err("description", "must be a string or null")),
+    }
+}
+
+fn parse_lookup(obj: &Map<String, Value>, ctx: &ParseContext) -> Result<SecretSource, FieldError> {
+    let raw_url = match obj.get("url") {
+        Some(Value::String(s)) => s,
+        None | Some(Value::Null) => return Err(field_err("url", "field required")),
+        Some(_) => return Err(field_err("url", "must be a string")),
+    };
+    let url = parse_url(raw_url, ctx).map_err(|m| field_err("url", m))?;
+    let (origin, origin_kind) = ctx.policy.check(&url).map_err(|e| field_err("url", e.to_string()))?;
+
+    let headers = parse_headers(obj.get("headers"))?;
+    let env_headers = parse_env_headers(obj.get("env_headers"), origin_kind, ctx)?;
+    if headers.len() + env_headers.len() > MAX_HEADERS {
+        return Err(field_err("headers", format!("at most {MAX_HEADERS} headers in all")));
+    }
+    let mut seen: Vec<String> = Vec::new();
+    for name in headers.iter().map(|(n, _)| n).chain(env_headers.iter().map(|(n, _)| n)) {
+        let lower = name.to_ascii_lowercase();
+        if seen.contains(&lower) {
+            return Err(field_err("headers", format!("header {name} is given more than once")));
+        }
+        seen.push(lower);
+    }
+
+    let ttl_seconds = match obj.get("ttl_seconds") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(t) if t <= MAX_TTL_SECONDS => Some(t),
+            _ => {
+                return Err(field_err(
+                    "ttl_seconds",
+                    format!("must be a whole number from 0 to {MAX_TTL_SECONDS}"),
+                ));
+            }
+        },
+        Some(_) => return Err(field_err("ttl_seconds", "must be a whole number")),
+    };
+    Ok(SecretSource::Lookup(LookupSecret {
+        url,
+        origin,
+        origin_kind,
+        headers,
+        env_headers,
+        ttl_seconds,
+        description: parse_description(obj)?,
+    }))
+}
+
+/// An absolute http(s) URL, or a path starting with exactly one `/` joined to
+/// `OH_INTERNAL_SERVER_URL`. Anything else without a scheme is refused: the reference's
+/// `urljoin` turns `host:8000/x` and `api/x` into surprising targets.
+fn parse_url(raw: &str, ctx: &ParseContext) -> Result<Url, String> {
+    if raw.len() > MAX_URL_BYTES {
+        return Err(format!("must be at most {MAX_URL_BYTES} bytes"));
+    }
+    if raw.starts_with('/') && !raw.starts_with("//") {
+        let base = ctx
+            .internal_base
+            .as_ref()
+            .ok_or("a relative url needs OH_INTERNAL_SERVER_URL to be set")?;
+        return base.join(raw).map_err(|_| "relative url could not be joined".to_owned());
+    }
+    let url = Url::parse(raw).map_err(|_| {
+        "must be an absolute http(s) url or a path starting with one /".to_owned()
+    })?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err("url scheme must be http or https".into());
+    }
+    Ok(url)
+}
+
+fn check_header_name(name: &str) -> Result<(), FieldError> {
+    if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+        return Err(field_err("headers", "a header name is not a valid HTTP token"));
+    }
+    let lower = name.to_ascii_lowercase();
+    if FORBIDDEN_HEADERS.contains(&lower.as_str())
+        || FORBIDDEN_HEADER_PREFIXES.iter().any(|p| lower.starts_with(p))
+    {
+        return Err(field_err("headers", format!("header {name} may not be set by a descriptor")));
+    }
+    Ok(())
+}
+
+fn parse_headers(v: Option<&Value>) -> Result<Vec<(String, SecretString)>, FieldError> {
+    let obj = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(o)) => o,
+        Some(_) => return Err(field_err("headers", "must be an object of name: value")),
+    };
+    let mut out = Vec::new();
+    for (name, value) in obj {
+        check_header_name(name)?;
+        let Value::String(value) = value else {
+            return Err(field_err("headers", format!("header {name} must have a string value")));
+        };
+        if name.len() + value.len() > MAX_HEADER_BYTES {
+            return Err(field_err("headers", format!("header {name} is over {MAX_HEADER_BYTES} bytes")));
+        }
+        if is_placeholder(value.as_bytes()) {
+            continue; // the reference drops redacted or empty header values
+        }
+        if http::HeaderValue::from_str(value).is_err() {
+            return Err(field_err("headers", format!("header {name} has a value that is not valid in HTTP")));
+        }
+        out.push((name.clone(), SecretString::from(value.clone())));
+    }
+    Ok(out)
+}
+
+fn parse_env_headers(
+    v: Option<&Value>,
+    kind: OriginKind,
+    ctx: &ParseContext,
+) -> Result<Vec<(String, String)>, FieldError> {
+    let obj = match v {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Object(o)) if o.is_empty() => return Ok(Vec::new()),
+        Some(Value::Object(o)) => o,
+        Some(_) => return Err(field_err("env_headers", "must be an object of header: ENV_VAR")),
+    };
+    if kind != OriginKind::Settings {
+        return Err(field_err("env_headers", "env_headers are only allowed toward a settings origin"));
+    }
+    let mut out = Vec::new();
+    for (name, var) in obj {
+        check_header_name(name).map_err(|(_, m)| field_err("env_headers", m))?;
+        let Value::String(var) = var else {
+            return Err(field_err("env_headers", format!("header {name} must name an environment variable")));
+        };
+        if !is_env_name(var) || !ctx.allowed_env_headers.iter().any(|a| a == var) {
+            return Err(field_err(
+                "env_headers",
+                format!("header {name} reads a variable that is not on --allow-env-header"),
+            ));
+        }
+        out.push((name.clone(), var.clone()));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn ctx() -> ParseContext {
+        let o = |s: &str| Origin::parse(s).unwrap();
+        ParseContext {
+            policy: OriginPolicy::new(vec![o("https://app.example.dev")], vec![o("http://127.0.0.1:8000"), o("https://other.example")]),
+            internal_base: Some(Url::parse("http://127.0.0.1:8000").unwrap()),
+            allowed_env_headers: vec!["SESSION_API_KEY".into()],
+        }
+    }
+
+    fn one(entry: Value) -> Result<SecretSource, EntryError> {
+        parse_update(&json!({"secrets": {"N": entry}}), &ctx()).map(|mut v| v.remove(0).1)
+    }
+
+    fn err(entry: Value) -> String {
+        one(entry).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn reference_shapes() {
+        let body = json!({"secrets":{"PLAIN":"plain-value","STATIC":{"description":"d","value":"static-value","kind":"StaticSecret"},"GITHUB_TOKEN":{"description":"GitHub token","url":"https://app.example.dev/api/v1/sandboxes/sb-1/settings/secrets/GITHUB_TOKEN","headers":{"X-Session-API-Key":"sess-key"},"kind":"LookupSecret"}}});
+        let parsed = parse_update(&body, &ctx()).unwrap();
+        let names: Vec<_> = parsed.iter().map(|(n, s)| (n.as_str(), s.kind())).collect();
+        assert_eq!(names, [("GITHUB_TOKEN", "LookupSecret"), ("PLAIN", "StaticSecret"), ("STATIC", "StaticSecret")]);
+        let SecretSource::Lookup(l) = &parsed[0].1 else { panic!() };
+        assert_eq!(l.origin_kind, OriginKind::Settings);
+        assert_eq!(l.headers.len(), 1);
+        // Untagged `value` keeps its description (the reference drops it).
+        assert_eq!(one(json!({"value": "v", "description": "kept"})).unwrap().description(), Some("kept"));
+        assert!(one(json!({"kind": "StaticSecret", "value": "x", "extra": 1})).is_ok());
+    }
+
+    #[test]
+    fn no_value_forms() {
+        for v in [json!(""), json!("   "), json!("**********"), json!({"kind":"StaticSecret"}), json!({"kind":"StaticSecret","value":null})] {
+            assert!(one(v).unwrap().is_no_value());
+        }
+        let SecretSource::Lookup(l) = one(json!({"kind":"LookupSecret","url":"https://app.example.dev/x","headers":{"Authorization":"","X-Token":"**********","Cookie":"  ","Accept":"text/plain"}})).unwrap() else { panic!() };
+        assert_eq!(l.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["Accept"]);
+    }
+
+    #[test]
+    fn relative_urls() {
+        let SecretSource::Lookup(l) = one(json!({"kind":"LookupSecret","url":"/api/settings/secrets/X"})).unwrap() else { panic!() };
+        assert_eq!(l.url.as_str(), "http://127.0.0.1:8000/api/settings/secrets/X");
+        assert_eq!(l.origin_kind, OriginKind::Other);
+        for bad in ["//app.example.dev/x", "api/x", "app.example.dev:443/x", "localhost:8000/x", "file:///etc/passwd", "https://u:p@app.example.dev/x", "https://evil.example/x", "http://169.254.169.254/latest"] {
+            assert!(err(json!({"kind":"LookupSecret","url":bad})).contains("url"), "{bad}");
+        }
+        let no_base = ParseContext { internal_base: None, ..ctx() };
+        let e = parse_update(&json!({"secrets":{"N":{"kind":"LookupSecret","url":"/x"}}}), &no_base).unwrap_err();
+        assert!(e.msg.contains("OH_INTERNAL_SERVER_URL"));
+    }
+
+    #[test]
+    fn errors_never_echo_values() {
+        let cases = [
+            json!({"kind":"LookupSecret","value":"sekrit-canary"}),
+            json!({"kind":"StaticSecret","value":["sekrit-canary"]}),
+            json!({"kind":"LookupSecret","url":"https://evil.example/sekrit-canary"}),
+            json!({"kind":"LookupSecret","url":"https://app.example.dev/x","headers":{"A":"sekrit-canary\n"}}),
+            json!({"kind":"LookupSecret","url":"https://app.example.dev/x","headers":{"A":7}}),
+            json!({"kind":"sekrit-canary"}),
+            json!({"kind":"StaticSecret","value":"sekrit-canary","ttl_seconds":5}),
+        ];
+        for c in cases {
+            let e = err(c.clone());
+            assert!(!e.contains("sekrit"), "{c}: {e}");
+        }
+    }
+
+    #[test]
+    fn limits() {
+        let url = |n: usize| format!("https://app.example.dev/{}", "a".repeat(n));
+        assert!(one(json!({"kind":"LookupSecret","url": url(8000)})).is_ok());
+        assert!(err(json!({"kind":"LookupSecret","url": url(8200)})).contains("8192"));
+        let many: Map<String, Value> = (0..33).map(|i| (format!("H{i}"), json!("v"))).collect();
+        assert!(err(json!({"kind":"LookupSecret","url": url(1),"headers": many})).contains("32"));
+        assert!(err(json!({"kind":"LookupSecret","url": url(1),"headers": {"A": "v".repeat(8200)}})).contains("8192"));
+        for h in ["Host", "content-length", "Transfer-Encoding", "Connection", "TE", "Upgrade", "Proxy-Authorization", "X-Forwarded-For"] {
+            assert!(err(json!({"kind":"LookupSecret","url": url(1),"headers": {h: "v"}})).contains("may not"), "{h}");
+        }
+        assert!(err(json!({"kind":"LookupSecret","url": url(1),"headers": {"X-A": "1", "x-a": "2"}})).contains("more than once"));
+        assert!(err(json!({"kind":"LookupSecret","url": url(1),"ttl_seconds": 86401})).contains("ttl_seconds"));
+        assert!(err(json!({"kind":"LookupSecret","url": url(1),"ttl_seconds": -1})).contains("ttl_seconds"));
+        assert!(err(json!({"kind":"LookupSecret","url": url(1),"ttl_seconds": 1.5})).contains("ttl_seconds"));
+        assert!(one(json!({"kind":"LookupSecret","url": url(1),"ttl_seconds": 0})).is_ok());
+        assert!(err(json!({"value":"v","description": "d".repeat(1025)})).contains("1024"));
+        for bad in [json!(null), json!(1), json!(true), json!(["v"]), json!({"description":"x"}), json!({"kind":"Nope"})] {
+            let _ = err(bad);
+        }
+    }
+
+    #[test]
+    fn env_headers() {
+        let ok = json!({"kind":"LookupSecret","url":"https://app.example.dev/x","env_headers":{"X-Session-API-Key":"SESSION_API_KEY"}});
+        let SecretSource::Lookup(l) = one(ok).unwrap() else { panic!() };
+        assert_eq!(l.env_headers, [("X-Session-API-Key".to_owned(), "SESSION_API_KEY".to_owned())]);
+        assert!(err(json!({"kind":"LookupSecret","url":"https://other.example/x","env_headers":{"X-K":"SESSION_API_KEY"}})).contains("settings origin"));
+        assert!(err(json!({"kind":"LookupSecret","url":"https://app.example.dev/x","env_headers":{"X-K":"HOME"}})).contains("allow-env-header"));
+    }
+
+    #[test]
+    fn debug_hides_everything_secret() {
+        let s = one(json!({"kind":"LookupSecret","url":"https://app.example.dev/x?token=canary-q","headers":{"Authorization":"canary-h"}})).unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("canary"), "{shown}");
+        let s = one(json!("canary-v")).unwrap();
+        assert!(!format!("{s:?}").contains("canary"));
+    }
+}

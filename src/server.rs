@@ -1,0 +1,158 @@
+//! Binding and serving: TCP or unix socket, readiness, graceful shutdown with a deadline.
+//!
+//! `start` is what the binary runs: it loads keys, refuses an exposed listener without a
+//! configured key, builds the state and serves until SIGTERM/SIGINT.
+
+use std::future::Future;
+use std::io;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::Path;
+
+use tokio::net::{TcpListener, UnixListener};
+
+use crate::api::router;
+use crate::auth::{ApiKeys, KeyOrigin};
+use crate::config::{Config, ListenAddr};
+use crate::state::AppState;
+
+/// A bound listener of either kind.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Keys(#[from] crate::auth::KeyError),
+    #[error("refusing to listen on non-loopback address {0} without a configured API key")]
+    ExposedWithoutKey(String),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: String, source: io::Error },
+    #[error("server error: {0}")]
+    Serve(io::Error),
+}
+
+impl Listener {
+    /// Binds `addr`. For a unix socket, a stale socket file is removed (a live one is an
+    /// error) and the new one is made mode 0600.
+    pub async fn bind(addr: &ListenAddr) -> Result<Self, StartError> {
+        let bind_err = |source| StartError::Bind { addr: describe(addr), source };
+        match addr {
+            ListenAddr::Tcp(a) => TcpListener::bind(a).await.map(Self::Tcp).map_err(bind_err),
+            ListenAddr::Unix(path) => {
+                remove_stale_socket(path).await.map_err(bind_err)?;
+                let listener = UnixListener::bind(path).map_err(bind_err)?;
+                std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(bind_err)?;
+                Ok(Self::Unix(listener))
+            }
+        }
+    }
+
+    /// The address actually bound (with the real port after binding port 0).
+    pub fn local_addr(&self) -> io::Result<String> {
+        match self {
+            Self::Tcp(l) => l.local_addr().map(|a| a.to_string()),
+            Self::Unix(l) => Ok(format!("unix:{}", l.local_addr()?.as_pathname().unwrap_or(Path::new("?")).display())),
+        }
+    }
+}
+
+fn describe(addr: &ListenAddr) -> String {
+    match addr {
+        ListenAddr::Tcp(a) => a.to_string(),
+        ListenAddr::Unix(p) => format!("unix:{}", p.display()),
+    }
+}
+
+async fn remove_stale_socket(path: &Path) -> io::Result<()> {
+    match std::fs::symlink_metadata(path) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+        Ok(meta) if !meta.file_type().is_socket() => {
+            Err(io::Error::new(io::ErrorKind::AlreadyExists, "path exists and is not a socket"))
+        }
+        Ok(_) => match tokio::net::UnixStream::connect(path).await {
+            Ok(_) => Err(io::Error::new(io::ErrorKind::AddrInUse, "another process is serving this socket")),
+            Err(_) => std::fs::remove_file(path),
+        },
+    }
+}
+
+/// Serves `state` on `listener` until `shutdown` completes, then drains for at most the
+/// configured shutdown timeout.
+pub async fn serve(
+    listener: Listener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartError> {
+    let app = router(state.clone());
+    let token = state.shutdown.clone();
+    let drain = {
+        let token = token.clone();
+        async move {
+            tokio::select! {
+                () = shutdown => token.cancel(),
+                () = token.cancelled() => {}
+            }
+        }
+    };
+    tokio::spawn(drain);
+    let graceful = {
+        let token = token.clone();
+        async move { token.cancelled().await }
+    };
+    state.set_ready(true);
+    let served = async {
+        match listener {
+            Listener::Tcp(l) => axum::serve(l, app).with_graceful_shutdown(graceful).await,
+            Listener::Unix(l) => axum::serve(l, app).with_graceful_shutdown(graceful).await,
+        }
+    };
+    let timeout = state.http.shutdown_timeout;
+    tokio::pin!(served);
+    tokio::select! {
+        r = &mut served => r.map_err(StartError::Serve),
+        () = async { token.cancelled().await; tokio::time::sleep(timeout).await } => {
+            tracing::warn!(seconds = timeout.as_secs(), "shutdown deadline passed; closing remaining connections");
+            Ok(())
+        }
+    }
+}
+
+/// Runs the service as the binary does: load keys, bind, serve until SIGTERM or SIGINT.
+pub async fn start(config: Config) -> Result<(), StartError> {
+    let keys = ApiKeys::load(&config.auth)?;
+    match keys.origin() {
+        KeyOrigin::Configured => tracing::info!(count = keys.keys().len(), "api keys configured"),
+        KeyOrigin::Generated(p) => tracing::info!(path = %p.display(), "generated an api key"),
+        KeyOrigin::Reused(p) => tracing::info!(path = %p.display(), "reusing the generated api key"),
+    }
+    if !config.listen.is_local() && *keys.origin() != KeyOrigin::Configured {
+        return Err(StartError::ExposedWithoutKey(describe(&config.listen)));
+    }
+    let state = AppState::new(&config, keys);
+    let listener = Listener::bind(&config.listen).await?;
+    let addr = listener.local_addr().unwrap_or_default();
+    tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
+    let result = serve(listener, state, shutdown_signal()).await;
+    if let ListenAddr::Unix(path) = &config.listen {
+        let _ = std::fs::remove_file(path);
+    }
+    tracing::info!("stopped");
+    result
+}
+
+/// Completes on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        tracing::error!("cannot install signal handlers; stop with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: draining"),
+        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    }
+}
