@@ -133,6 +133,16 @@ fn bench(c: &mut Criterion) {
     group.sample_size(10).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Bytes(input.len() as u64));
     group.bench_function("one_shot_64MiB", |b| b.iter(|| masker.mask(black_box(&input)).expect("mask")));
+    let mut reused = Vec::with_capacity(input.len());
+    group.bench_function("one_shot_into_reused_buffer", |b| {
+        b.iter(|| {
+            reused.clear();
+            masker.mask_into(black_box(&input), &mut reused).expect("mask");
+            reused.len()
+        })
+    });
+    // Floor for anything returning a fresh 64 MiB Vec: page faults dominate.
+    group.bench_function("memcpy_to_fresh_vec", |b| b.iter(|| black_box(&input).to_vec()));
     group.bench_function("stream_64KiB_chunks", |b| {
         b.iter(|| {
             let mut stream = mask::StreamMasker::new(Arc::clone(&masker));

@@ -168,7 +168,11 @@ mod tests {
     use super::*;
 
     fn tmpdir(tag: &str) -> PathBuf {
-        let d = std::env::temp_dir().join(format!("ss-auth-{tag}-{}-{}", std::process::id(), rand::random::<u32>()));
+        let d = std::env::temp_dir().join(format!(
+            "ss-auth-{tag}-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
         fs::create_dir_all(&d).unwrap();
         d
     }
@@ -183,7 +187,10 @@ mod tests {
 
     #[test]
     fn verify_is_exact() {
-        let keys = ApiKeys::from_keys(vec!["k1".to_owned().into(), "Key-2@#$".to_owned().into()], KeyOrigin::Configured);
+        let keys = ApiKeys::from_keys(
+            vec!["k1".to_owned().into(), "Key-2@#$".to_owned().into()],
+            KeyOrigin::Configured,
+        );
         assert!(keys.verify(b"k1"));
         assert!(keys.verify(b"Key-2@#$"));
         for bad in [&b""[..], b"K1", b"k1 ", b"k", b"key-2@#$"] {

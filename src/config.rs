@@ -145,7 +145,11 @@ impl fmt::Debug for Env {
 impl Env {
     /// The current process environment.
     pub fn from_process() -> Self {
-        Self(std::env::vars_os().filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?))).collect())
+        Self(
+            std::env::vars_os()
+                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+                .collect(),
+        )
     }
 
     /// A given set of variables (tests).
@@ -326,9 +330,8 @@ fn session_keys(env: &Env) -> Result<Vec<SecretString>, ConfigError> {
         }
     }
     if let Some(list) = env.get("OH_SESSION_API_KEYS") {
-        let parsed: Vec<String> = serde_json::from_str(list).map_err(|_| {
-            ConfigError::Invalid("OH_SESSION_API_KEYS must be a JSON list of strings".into())
-        })?;
+        let parsed: Vec<String> = serde_json::from_str(list)
+            .map_err(|_| ConfigError::Invalid("OH_SESSION_API_KEYS must be a JSON list of strings".into()))?;
         keys.extend(parsed);
     }
     keys.extend(env.get("SESSION_API_KEY").map(str::to_owned));
@@ -345,7 +348,8 @@ mod tests {
     use super::*;
 
     fn config(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let args = ServeArgs::parse_from(std::iter::once("secret-sidecar").chain(args.iter().copied())).unwrap();
+        let args =
+            ServeArgs::parse_from(std::iter::once("secret-sidecar").chain(args.iter().copied())).unwrap();
         Config::new(&args, &Env::from_pairs(env.iter().copied()))
     }
 
@@ -358,33 +362,46 @@ mod tests {
         assert!(c.auth.default_key_file.ends_with("api-key"));
         let c = config(&[], &[("XDG_RUNTIME_DIR", "/run/user/7")]).unwrap();
         assert_eq!(c.auth.default_key_file, PathBuf::from("/run/user/7/secret-sidecar/api-key"));
-        assert_eq!(config(&["--listen", "unix:/tmp/s.sock"], &[]).unwrap().listen, ListenAddr::Unix("/tmp/s.sock".into()));
+        assert_eq!(
+            config(&["--listen", "unix:/tmp/s.sock"], &[]).unwrap().listen,
+            ListenAddr::Unix("/tmp/s.sock".into())
+        );
         assert!(config(&["--listen", "nope"], &[]).is_err());
     }
 
     #[test]
     fn keys_are_the_union() {
-        let c = config(&[], &[
-            ("OH_SESSION_API_KEYS_0", "a"),
-            ("OH_SESSION_API_KEYS_1", "b"),
-            ("OH_SESSION_API_KEYS_3", "gap-ignored"),
-            ("OH_SESSION_API_KEYS", r#"["c", ""]"#),
-            ("SESSION_API_KEY", "d"),
-        ])
+        let c = config(
+            &[],
+            &[
+                ("OH_SESSION_API_KEYS_0", "a"),
+                ("OH_SESSION_API_KEYS_1", "b"),
+                ("OH_SESSION_API_KEYS_3", "gap-ignored"),
+                ("OH_SESSION_API_KEYS", r#"["c", ""]"#),
+                ("SESSION_API_KEY", "d"),
+            ],
+        )
         .unwrap();
         let keys: Vec<_> = c.auth.env_keys.iter().map(|k| k.expose_secret().to_owned()).collect();
         assert_eq!(keys, ["a", "b", "c", "d"]);
         let err = config(&[], &[("OH_SESSION_API_KEYS", "[not json")]).unwrap_err().to_string();
         assert!(!err.contains("not json"), "{err}");
-        assert!(format!("{:?}", config(&[], &[("SESSION_API_KEY", "canary-key")]).unwrap()).find("canary").is_none());
+        assert!(
+            format!("{:?}", config(&[], &[("SESSION_API_KEY", "canary-key")]).unwrap())
+                .find("canary")
+                .is_none()
+        );
     }
 
     #[test]
     fn settings_origins() {
-        let c = config(&[], &[("OH_WEBHOOKS_0_BASE_URL", "https://app.example.dev/api/v1/webhooks")]).unwrap();
+        let c =
+            config(&[], &[("OH_WEBHOOKS_0_BASE_URL", "https://app.example.dev/api/v1/webhooks")]).unwrap();
         assert_eq!(c.sources.policy.settings()[0].to_string(), "https://app.example.dev");
         assert!(config(&["--settings-url", "http://app.example.dev"], &[]).is_err());
-        assert!(config(&["--settings-url", "http://app.example.dev", "--allow-insecure-settings"], &[]).is_ok());
+        assert!(
+            config(&["--settings-url", "http://app.example.dev", "--allow-insecure-settings"], &[]).is_ok()
+        );
         assert!(config(&["--settings-url", "http://127.0.0.1:9"], &[]).is_ok());
         assert!(config(&["--allow-lookup-origin", "ftp://x"], &[]).is_err());
         assert!(config(&["--allow-env-header", "A-B"], &[]).is_err());

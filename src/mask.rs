@@ -126,7 +126,7 @@ impl Masker {
                 let max_len = patterns.iter().map(|p| p.len()).max().unwrap_or(0);
                 State::Ready(Box::new(Compiled {
                     ac,
-                    filter: Filter::build(patterns, max_len),
+                    filter: Filter::build(patterns),
                     max_len,
                 }))
             }
@@ -170,14 +170,23 @@ impl Masker {
     /// Masks `input` in one go: every hidden region becomes one
     /// [`REPLACEMENT`]. Errors only when the masker is unusable.
     pub fn mask(&self, input: &[u8]) -> Result<Vec<u8>, MaskError> {
+        let mut out = Vec::new();
+        self.mask_into(input, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`mask`](Self::mask), but appends to `out`, so a caller can reuse
+    /// one buffer. On error `out` is left as it was.
+    pub fn mask_into(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), MaskError> {
         let Some(c) = self.compiled()? else {
-            return Ok(input.to_vec());
+            out.extend_from_slice(input);
+            return Ok(());
         };
         let regions = c.regions(input)?;
-        let mut out = Vec::with_capacity(input.len());
+        let before = out.len();
+        out.reserve(input.len());
         let mut open = None;
-        emit(input, &regions, &mut open, input.len(), &mut out)?;
-        Ok(out)
+        emit(input, &regions, &mut open, input.len(), out).inspect_err(|_| out.truncate(before))
     }
 }
 
@@ -197,23 +206,9 @@ impl Compiled {
         let mut regions = Regions::default();
         match &self.filter {
             None => self.verify(hay, 0, hay.len(), &mut regions)?,
-            Some(filter) => {
-                let mut window: Option<(usize, usize)> = None;
-                for (start, end) in filter.candidates(hay, self.max_len) {
-                    match &mut window {
-                        Some((_, we)) if start <= *we => *we = (*we).max(end),
-                        _ => {
-                            if let Some((ws, we)) = window.take() {
-                                self.verify(hay, ws, we, &mut regions)?;
-                            }
-                            window = Some((start, end));
-                        }
-                    }
-                }
-                if let Some((ws, we)) = window {
-                    self.verify(hay, ws, we, &mut regions)?;
-                }
-            }
+            Some(filter) => filter.scan(hay, self.max_len, |start, end| {
+                self.verify(hay, start, end, &mut regions)
+            })?,
         }
         Ok(regions.finish())
     }
@@ -330,15 +325,17 @@ fn emit(
 /// Every pattern is at least `min_len` long, so an occurrence always contains
 /// a `q`-gram starting at a multiple of `stride = min_len - q + 1` and at
 /// most `stride - 1` bytes into the occurrence. Those leading q-grams of all
-/// patterns go into a blocked Bloom filter; the text is probed once every
-/// `stride` bytes, and only windows around hits are searched. No false
-/// negatives are possible; false positives only cost a small search.
+/// patterns go into a blocked Bloom filter (backed by the exact sorted set,
+/// consulted only on Bloom hits); the text is probed once every `stride`
+/// bytes, and only windows around confirmed grams are searched. No false
+/// negatives are possible; a false positive only costs a small search.
 struct Filter {
     q: usize,
     stride: usize,
     gram_mask: u64,
     shift: u32,
-    table: Box<[u64]>,
+    bloom: Box<[u64]>,
+    grams: Zeroizing<Vec<u64>>,
 }
 
 /// Below this, q-grams are too short to be selective; search everything.
@@ -346,33 +343,44 @@ const FILTER_MIN_PATTERN_LEN: usize = 6;
 const HASH_MUL: u64 = 0x9E37_79B9_7F4A_7C15;
 
 impl Filter {
-    fn build(patterns: &[&[u8]], _max_len: usize) -> Option<Self> {
+    fn build(patterns: &[&[u8]]) -> Option<Self> {
         let min_len = patterns.iter().map(|p| p.len()).min()?;
         if min_len < FILTER_MIN_PATTERN_LEN {
             return None;
         }
-        let q = (min_len / 2 + 1).min(8);
+        // Six bytes are selective enough against ordinary text; shorter grams
+        // buy a longer stride (fewer probes, the dominant cost).
+        let q = if min_len >= 12 { 6 } else { min_len / 2 + 1 };
         let stride = min_len - q + 1;
-        let grams: usize = patterns.len().saturating_mul(stride);
-        // About 32 bits per gram keeps the false positive rate well under 1%.
-        let words = (grams / 2).clamp(1024, 1 << 22).next_power_of_two();
-        let mut filter = Self {
-            q,
-            stride,
-            gram_mask: if q == 8 { u64::MAX } else { (1u64 << (8 * q)) - 1 },
-            shift: 64 - words.trailing_zeros(),
-            table: vec![0u64; words].into_boxed_slice(),
-        };
+        let gram_mask = (1u64 << (8 * q)) - 1;
+        let mut grams = Zeroizing::new(Vec::with_capacity(patterns.len().saturating_mul(stride)));
         for p in patterns {
             for offset in 0..stride {
                 if let Some(gram) = p.get(offset..offset + q) {
-                    let (word, bits) = filter.slot(load_gram(gram));
-                    if let Some(w) = filter.table.get_mut(word) {
-                        *w |= bits;
-                    }
+                    grams.push(load_gram(gram));
                 }
             }
         }
+        grams.sort_unstable();
+        grams.dedup();
+        // About 32 bits per gram keeps Bloom false positives well under 0.1%
+        // while the table still fits in L2.
+        let words = (grams.len() / 2).clamp(1024, 1 << 22).next_power_of_two();
+        let mut filter = Self {
+            q,
+            stride,
+            gram_mask,
+            shift: 64 - words.trailing_zeros(),
+            bloom: vec![0u64; words].into_boxed_slice(),
+            grams: Zeroizing::new(Vec::new()),
+        };
+        for &gram in grams.iter() {
+            let (word, bits) = filter.slot(gram);
+            if let Some(w) = filter.bloom.get_mut(word) {
+                *w |= bits;
+            }
+        }
+        filter.grams = grams;
         Some(filter)
     }
 
@@ -385,45 +393,57 @@ impl Filter {
     }
 
     #[inline(always)]
-    fn hit(&self, gram: u64) -> bool {
+    fn maybe(&self, gram: u64) -> bool {
         let (word, bits) = self.slot(gram);
-        self.table.get(word).is_some_and(|w| w & bits == bits)
+        self.bloom.get(word).is_some_and(|w| w & bits == bits)
     }
 
-    /// Windows `[start, end)` that may contain an occurrence, in order.
-    fn candidates<'a>(&'a self, hay: &'a [u8], max_len: usize) -> impl Iterator<Item = (usize, usize)> + 'a {
-        let last = hay.len().checked_sub(self.q);
-        let fast_end = hay.len().saturating_sub(7);
-        let mut pos = 0usize;
-        std::iter::from_fn(move || {
-            let last = last?;
-            while pos < fast_end {
-                let p = pos;
-                pos += self.stride;
-                let gram = match hay.get(p..p + 8) {
-                    Some(b) => u64::from_le_bytes(b.try_into().unwrap_or_default()),
-                    None => 0,
-                };
-                if self.hit(gram) {
-                    return Some(self.window(p, max_len, hay.len()));
-                }
-            }
-            while pos <= last {
-                let p = pos;
-                pos += self.stride;
-                if self.hit(load_gram(hay.get(p..p + self.q).unwrap_or_default())) {
-                    return Some(self.window(p, max_len, hay.len()));
-                }
-            }
-            None
-        })
+    #[cold]
+    fn confirmed(&self, gram: u64) -> bool {
+        self.grams.binary_search(&(gram & self.gram_mask)).is_ok()
     }
 
-    fn window(&self, pos: usize, max_len: usize, len: usize) -> (usize, usize) {
-        (pos.saturating_sub(self.stride - 1), pos.saturating_add(max_len).min(len))
+    /// Calls `found` with each window `[start, end)` that may contain an
+    /// occurrence, in increasing order; overlapping windows are merged.
+    fn scan<F>(&self, hay: &[u8], max_len: usize, mut found: F) -> Result<(), MaskError>
+    where
+        F: FnMut(usize, usize) -> Result<(), MaskError>,
+    {
+        let mut pending: Option<(usize, usize)> = None;
+        let mut on_hit = |p: usize| -> Result<(), MaskError> {
+            let (start, end) = (p.saturating_sub(self.stride - 1), p.saturating_add(max_len).min(hay.len()));
+            match &mut pending {
+                Some((_, we)) if start <= *we => *we = (*we).max(end),
+                _ => {
+                    if let Some((ws, we)) = pending.replace((start, end)) {
+                        found(ws, we)?;
+                    }
+                }
+            }
+            Ok(())
+        };
+        let mut p = 0;
+        // Hot loop: one 8-byte load and one table probe per `stride` bytes.
+        while let Some(bytes) = hay.get(p..p + 8) {
+            let gram = u64::from_le_bytes(bytes.try_into().unwrap_or_default());
+            if self.maybe(gram) && self.confirmed(gram) {
+                on_hit(p)?;
+            }
+            p += self.stride;
+        }
+        while let Some(bytes) = hay.get(p..p + self.q) {
+            let gram = load_gram(bytes);
+            if self.maybe(gram) && self.confirmed(gram) {
+                on_hit(p)?;
+            }
+            p += self.stride;
+        }
+        if let Some((ws, we)) = pending {
+            found(ws, we)?;
+        }
+        Ok(())
     }
 }
-
 fn load_gram(bytes: &[u8]) -> u64 {
     let mut buf = [0u8; 8];
     let n = bytes.len().min(8);
@@ -770,5 +790,477 @@ impl fmt::Debug for MaskSet {
             .field("pattern_bytes", &inner.pattern_bytes)
             .field("min_len", &self.min_len)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+    use proptest::prelude::*;
+
+    const H: &str = "<secret-hidden>";
+
+    enum Source {
+        /// Values inserted into a `MaskSet` with this minimum length.
+        Values(usize, Vec<Vec<u8>>),
+        /// Raw patterns compiled as they are.
+        Patterns(Vec<Vec<u8>>),
+    }
+
+    enum Expect {
+        Exact(Vec<u8>),
+        /// Some region is hidden and none of these survive.
+        Gone(Vec<Vec<u8>>),
+    }
+
+    struct Case {
+        name: &'static str,
+        source: Source,
+        input: Vec<u8>,
+        expect: Expect,
+    }
+
+    fn values(min_len: usize, v: &[&[u8]]) -> Source {
+        Source::Values(min_len, v.iter().map(|x| x.to_vec()).collect())
+    }
+
+    fn exact(s: impl AsRef<[u8]>) -> Expect {
+        Expect::Exact(s.as_ref().to_vec())
+    }
+
+    fn case(name: &'static str, source: Source, input: impl AsRef<[u8]>, expect: Expect) -> Case {
+        Case {
+            name,
+            source,
+            input: input.as_ref().to_vec(),
+            expect,
+        }
+    }
+
+    fn masker_for(source: &Source) -> Arc<Masker> {
+        match source {
+            Source::Values(min_len, vals) => {
+                let set = MaskSet::new(*min_len);
+                for (i, v) in vals.iter().enumerate() {
+                    // Too-short values are refused; the case then checks they pass through.
+                    let _ = set.insert(&format!("scope/V{i}"), v);
+                }
+                set.masker()
+            }
+            Source::Patterns(p) => Arc::new(Masker::from_patterns(p)),
+        }
+    }
+
+    fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
+        const ALNUM: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+        let mut x = seed;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                ALNUM[(x % 62) as usize]
+            })
+            .collect()
+    }
+
+    fn cases() -> Vec<Case> {
+        let mut cases = vec![
+            case(
+                "start and end",
+                values(4, &[b"secretvalue"]),
+                "secretvalue in the middle secretvalue",
+                exact(format!("{H} in the middle {H}")),
+            ),
+            case(
+                "prefix pattern",
+                Source::Patterns(vec![b"abc".to_vec(), b"abcdef".to_vec()]),
+                "v=abcdef",
+                exact(format!("v={H}")),
+            ),
+            case(
+                "overlapping chain",
+                Source::Patterns(vec![b"this is the end".to_vec(), b"the end foobar".to_vec()]),
+                "this is the end foobar",
+                exact(H),
+            ),
+            case(
+                "touching occurrences merge",
+                Source::Patterns(vec![b"abc".to_vec()]),
+                "abcabc x abc",
+                exact(format!("{H} x {H}")),
+            ),
+            case(
+                "wrapped base64",
+                values(8, &[&pseudo_random(120, 7)]),
+                format!("-----\n{}\n-----", wrap76(&STANDARD.encode(pseudo_random(120, 7)), "\n")),
+                exact(format!("-----\n{H}\n-----")),
+            ),
+            case(
+                "wrapped base64 crlf",
+                values(8, &[&pseudo_random(120, 7)]),
+                format!("-----\r\n{}\r\n", wrap76(&STANDARD.encode(pseudo_random(120, 7)), "\r\n")),
+                exact(format!("-----\r\n{H}\r\n")),
+            ),
+            case(
+                "multi-line value, lines printed apart",
+                values(4, &[b"line-one-secret\nline-two-secret\n"]),
+                "a line-one-secret b\nline-two-secret\n",
+                exact(format!("a {H} b\n{H}\n")),
+            ),
+            case(
+                "multi-line value printed with crlf",
+                values(4, &[b"line-one-secret\nline-two-secret\n"]),
+                "line-one-secret\r\nline-two-secret\r\n",
+                exact(format!("{H}\r\n{H}\r\n")),
+            ),
+            case(
+                "trailing newline stripped",
+                values(4, &[b"tokenvalue123\n"]),
+                "x=tokenvalue123;",
+                exact(format!("x={H};")),
+            ),
+            case(
+                "below min length is not masked",
+                values(4, &[b"abc"]),
+                "abc abc",
+                exact("abc abc"),
+            ),
+            case(
+                "invalid utf-8 input",
+                values(4, &[b"secretvalue"]),
+                b"\xff\xfe secretvalue \xc3",
+                exact(b"\xff\xfe <secret-hidden> \xc3"),
+            ),
+            case(
+                "invalid utf-8 value",
+                values(4, &[b"sec\xffret"]),
+                b"x sec\xffret y",
+                exact(b"x <secret-hidden> y"),
+            ),
+            case("empty input", values(4, &[b"secretvalue"]), "", exact("")),
+            case("no patterns", values(4, &[]), "nothing to hide", exact("nothing to hide")),
+            case(
+                "runs of a pattern",
+                Source::Patterns(vec![b"aaaa".to_vec()]),
+                format!("x{}y aaa aaaab", "a".repeat(50)),
+                exact(format!("x{H}y aaa {H}b")),
+            ),
+        ];
+        let fancy = r#"pässwörd☃ "q/r+s""#;
+        for (name, encoded) in [
+            ("percent", "p%C3%A4ssw%C3%B6rd%E2%98%83%20%22q%2Fr%2Bs%22"),
+            ("percent keeping slash", "p%C3%A4ssw%C3%B6rd%E2%98%83%20%22q/r%2Bs%22"),
+            ("form encoding", "p%C3%A4ssw%C3%B6rd%E2%98%83+%22q%2Fr%2Bs%22"),
+            ("percent lower hex", "p%c3%a4ssw%c3%b6rd%e2%98%83%20%22q%2fr%2bs%22"),
+            ("json ascii", r#"p\u00e4ssw\u00f6rd\u2603 \"q/r+s\""#),
+            ("json ascii upper", r#"p\u00E4ssw\u00F6rd\u2603 \"q/r+s\""#),
+            ("json utf-8", r#"pässwörd☃ \"q/r+s\""#),
+            ("json escaped slash", r#"p\u00e4ssw\u00f6rd\u2603 \"q\/r+s\""#),
+        ] {
+            cases.push(case(
+                name,
+                values(8, &[fancy.as_bytes()]),
+                format!("{{\"k\":\"{encoded}\"}}"),
+                exact(format!("{{\"k\":\"{H}\"}}")),
+            ));
+        }
+        let value = b"hunter2-is-the-password".to_vec();
+        for prefix in [&b""[..], b"x", b"xy", b"xyz", b"wxyz"] {
+            let mut blob = prefix.to_vec();
+            blob.extend_from_slice(&value);
+            blob.extend_from_slice(b"-and-then-some-more");
+            let enc = STANDARD.encode(&blob);
+            let k = prefix.len() % 3;
+            let first = prefix.len() / 3 * 4 + (8 * k).div_ceil(6);
+            let end = prefix.len() / 3 * 4 + 8 * (k + value.len()) / 6;
+            cases.push(case(
+                "base64 inside longer base64",
+                values(8, &[&value]),
+                format!("data: {enc}\n"),
+                Expect::Gone(vec![enc.as_bytes()[first..end].to_vec()]),
+            ));
+        }
+        let big = pseudo_random(16 * 1024, 99);
+        let mut input = b"pre ".to_vec();
+        input.extend_from_slice(&big);
+        input.extend_from_slice(b" post");
+        cases.push(case("16 KiB value", values(8, &[&big]), input, exact(format!("pre {H} post"))));
+        cases
+    }
+
+    fn wrap76(s: &str, sep: &str) -> String {
+        s.as_bytes()
+            .chunks(76)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join(sep)
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    fn stream(masker: &Arc<Masker>, input: &[u8], chunk: usize) -> Vec<u8> {
+        let mut s = StreamMasker::new(Arc::clone(masker));
+        let mut out = Vec::new();
+        for c in input.chunks(chunk.max(1)) {
+            out.extend(s.push(c).expect("push"));
+        }
+        out.extend(s.finish().expect("finish"));
+        out
+    }
+
+    #[test]
+    fn table() {
+        for c in cases() {
+            let masker = masker_for(&c.source);
+            let out = masker.mask(&c.input).expect("mask");
+            match &c.expect {
+                Expect::Exact(want) => assert_eq!(
+                    String::from_utf8_lossy(&out),
+                    String::from_utf8_lossy(want),
+                    "case {}",
+                    c.name
+                ),
+                Expect::Gone(gone) => {
+                    assert!(contains(&out, REPLACEMENT), "case {}", c.name);
+                    for g in gone {
+                        assert!(!contains(&out, g), "case {}: {}", c.name, String::from_utf8_lossy(&out));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stream_sweep_equals_one_shot() {
+        for c in cases() {
+            let masker = masker_for(&c.source);
+            let want = masker.mask(&c.input).expect("mask");
+            let len = c.input.len();
+            // Every chunk size for ordinary cases; a sample for the 16 KiB one,
+            // where size 1 would rescan a 16 KiB window per byte.
+            let sizes: Vec<usize> = if len <= 1024 {
+                (1..=len + 1).collect()
+            } else {
+                vec![1000, 4096, 8191, len / 2, len - 1, len, len + 1]
+            };
+            for size in sizes {
+                assert_eq!(stream(&masker, &c.input, size), want, "case {} chunk {size}", c.name);
+            }
+        }
+    }
+
+    #[test]
+    fn big_value_split_in_two_pushes() {
+        let big = pseudo_random(16 * 1024, 5);
+        let set = MaskSet::new(8);
+        set.insert("s/BIG", &big).expect("insert");
+        let mut s = StreamMasker::new(set.masker());
+        let (a, b) = big.split_at(9000);
+        let mut out = s.push(b"start ").expect("push");
+        out.extend(s.push(a).expect("push"));
+        out.extend(s.push(b).expect("push"));
+        out.extend(s.finish().expect("finish"));
+        assert_eq!(out, format!("start {H}").into_bytes());
+    }
+
+    #[test]
+    fn long_hidden_run_streams_in_bounded_memory() {
+        let masker = Arc::new(Masker::from_patterns(["aaaa"]));
+        let mut s = StreamMasker::new(Arc::clone(&masker));
+        let chunk = vec![b'a'; 64 * 1024];
+        let mut out = Vec::new();
+        for _ in 0..64 {
+            out.extend(s.push(&chunk).expect("push"));
+            assert!(s.held_len() < 8);
+        }
+        out.extend(s.push(b"aab").expect("push"));
+        out.extend(s.finish().expect("finish"));
+        assert_eq!(out, format!("{H}b").into_bytes());
+    }
+
+    #[test]
+    fn rotated_values_all_hidden() {
+        let set = MaskSet::new(4);
+        set.insert("s/TOKEN", b"old-token-value").expect("insert");
+        set.insert("s/TOKEN", b"new-token-value").expect("insert");
+        let out = set.masker().mask(b"old-token-value new-token-value").expect("mask");
+        assert_eq!(out, format!("{H} {H}").into_bytes());
+        assert_eq!(set.value_count(), 2);
+    }
+
+    #[test]
+    fn reinsert_is_a_noop() {
+        let set = MaskSet::new(4);
+        set.insert("s/A", b"value-one").expect("insert");
+        let before = set.masker();
+        set.insert("s/A", b"value-one").expect("insert");
+        assert!(Arc::ptr_eq(&before, &set.masker()));
+        assert_eq!(set.value_count(), 1);
+    }
+
+    #[test]
+    fn history_per_key_is_bounded() {
+        let set = MaskSet::new(4);
+        let vals: Vec<String> = (0..10).map(|i| format!("rotated-value-{i:02}")).collect();
+        for v in &vals {
+            set.insert("s/ROT", v.as_bytes()).expect("insert");
+        }
+        assert_eq!(set.value_count(), MAX_PREVIOUS_VALUES + 1);
+        let m = set.masker();
+        assert_eq!(m.mask(vals[0].as_bytes()).expect("mask"), vals[0].as_bytes());
+        for v in &vals[1..] {
+            assert_eq!(m.mask(v.as_bytes()).expect("mask"), REPLACEMENT);
+        }
+    }
+
+    #[test]
+    fn pattern_bytes_are_bounded() {
+        // Values above the encoding threshold yield only themselves, so five
+        // 1 MiB values exceed the 4 MiB default budget by one.
+        let vals: Vec<Vec<u8>> = (0..5).map(|i| pseudo_random(1024 * 1024, 11 + i)).collect();
+        let keys: Vec<String> = (0..5).map(|i| format!("s/BIG{i}")).collect();
+        let set = MaskSet::new(8);
+        set.extend(keys.iter().map(String::as_str).zip(vals.iter().map(Vec::as_slice)))
+            .expect("extend");
+        assert!(set.pattern_bytes() <= DEFAULT_MAX_PATTERN_BYTES);
+        assert_eq!(set.value_count(), 4);
+        let m = set.masker();
+        assert_eq!(m.mask(&vals[0]).expect("mask"), vals[0]);
+        assert_eq!(m.mask(&vals[4]).expect("mask"), REPLACEMENT);
+        // A value that could never fit is refused rather than silently dropped.
+        let small = MaskSet::with_max_pattern_bytes(4, 100);
+        assert!(matches!(
+            small.insert("s/X", &pseudo_random(200, 3)),
+            Err(MaskError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn min_len_filtering() {
+        let set = MaskSet::new(4);
+        assert!(!set.is_maskable(b"abc"));
+        assert!(!is_maskable(b"abc", 4));
+        assert!(matches!(set.insert("s/S", b"abc"), Err(MaskError::TooShort { .. })));
+        assert_eq!(set.value_count(), 0);
+        assert_eq!(set.masker().mask(b"abc").expect("mask"), b"abc");
+    }
+
+    #[test]
+    fn failed_masker_fails_closed() {
+        let m = Arc::new(Masker {
+            state: State::Failed("test".into()),
+        });
+        assert!(m.mask(b"anything").is_err());
+        let mut out = b"kept".to_vec();
+        assert!(m.mask_into(b"anything", &mut out).is_err());
+        assert_eq!(out, b"kept");
+        let mut s = StreamMasker::new(Arc::clone(&m));
+        assert!(s.push(b"anything").is_err());
+        assert!(s.finish().is_err());
+    }
+
+    #[test]
+    fn debug_never_shows_values() {
+        let set = MaskSet::new(4);
+        set.insert("s/DBG", b"debug-secret-value").expect("insert");
+        let mut s = StreamMasker::new(set.masker());
+        let _ = s.push(b"xx debug-secret-va").expect("push");
+        for text in [format!("{set:?}"), format!("{:?}", set.masker()), format!("{s:?}")] {
+            assert!(!text.contains("debug-secret"), "{text}");
+            assert!(!text.contains("ZGVidWct"), "{text}"); // base64 prefix
+        }
+    }
+
+    #[test]
+    fn utf8_never_split_in_emitted_chunks() {
+        let set = MaskSet::new(4);
+        set.insert("s/U", "pässwörd☃".as_bytes()).expect("insert");
+        let masker = set.masker();
+        let input = "ünïcödé ☃☃ text pässwörd☃ more 😀 end ü".as_bytes();
+        for size in 1..=input.len() {
+            let mut s = StreamMasker::new(Arc::clone(&masker));
+            for c in input.chunks(size) {
+                let out = s.push(c).expect("push");
+                assert!(std::str::from_utf8(&out).is_ok(), "chunk size {size}");
+            }
+            assert!(std::str::from_utf8(&s.finish().expect("finish")).is_ok());
+        }
+    }
+
+    #[test]
+    fn shared_across_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<MaskSet>();
+        assert_send_sync::<Masker>();
+        assert_send_sync::<StreamMasker>();
+        let set = Arc::new(MaskSet::new(4));
+        let writer = {
+            let set = Arc::clone(&set);
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    set.insert(&format!("s/T{i}"), format!("thread-value-{i:03}").as_bytes())
+                        .expect("insert");
+                }
+            })
+        };
+        for _ in 0..20 {
+            let _ = set.masker().mask(b"thread-value-001").expect("mask");
+        }
+        writer.join().expect("writer");
+        assert_eq!(set.masker().mask(b"thread-value-019").expect("mask"), REPLACEMENT);
+    }
+
+    fn split_by(input: &[u8], cuts: &[usize]) -> Vec<Vec<u8>> {
+        let mut parts = Vec::new();
+        let mut rest = input;
+        for &c in cuts {
+            let (a, b) = rest.split_at(c.min(rest.len()));
+            parts.push(a.to_vec());
+            rest = b;
+        }
+        parts.push(rest.to_vec());
+        parts
+    }
+
+    proptest! {
+        #[test]
+        fn stream_matches_one_shot_and_hides_everything(
+            vals in prop::collection::vec("[ab]{1,6}", 1..4),
+            text in "[ab ]{0,80}",
+            cuts in prop::collection::vec(0usize..20, 0..10),
+            derived in any::<bool>(),
+        ) {
+            let masker = Arc::new(if derived {
+                let set = MaskSet::new(1);
+                for (i, v) in vals.iter().enumerate() {
+                    let _ = set.insert(&format!("p/{i}"), v.as_bytes());
+                }
+                return_masker(&set)
+            } else {
+                Masker::from_patterns(&vals)
+            });
+            let input = text.as_bytes();
+            let want = masker.mask(input).expect("mask");
+            let mut s = StreamMasker::new(Arc::clone(&masker));
+            let mut got = Vec::new();
+            for part in split_by(input, &cuts) {
+                got.extend(s.push(&part).expect("push"));
+            }
+            got.extend(s.finish().expect("finish"));
+            prop_assert_eq!(&got, &want);
+            for v in &vals {
+                prop_assert!(!contains(&want, v.as_bytes()));
+            }
+        }
+    }
+
+    fn return_masker(set: &MaskSet) -> Masker {
+        // Rebuild from the set's state so the proptest owns a plain Masker.
+        set.inner.lock().unwrap_or_else(PoisonError::into_inner).build()
     }
 }

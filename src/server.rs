@@ -54,7 +54,9 @@ impl Listener {
     pub fn local_addr(&self) -> io::Result<String> {
         match self {
             Self::Tcp(l) => l.local_addr().map(|a| a.to_string()),
-            Self::Unix(l) => Ok(format!("unix:{}", l.local_addr()?.as_pathname().unwrap_or(Path::new("?")).display())),
+            Self::Unix(l) => {
+                Ok(format!("unix:{}", l.local_addr()?.as_pathname().unwrap_or(Path::new("?")).display()))
+            }
         }
     }
 }
@@ -133,10 +135,13 @@ pub async fn start(config: Config) -> Result<(), StartError> {
         return Err(StartError::ExposedWithoutKey(describe(&config.listen)));
     }
     let state = AppState::new(&config, keys);
+    // Install the handlers before saying "listening", so a signal sent right after that
+    // line is a graceful stop, not the default disposition.
+    let shutdown = shutdown_signal();
     let listener = Listener::bind(&config.listen).await?;
     let addr = listener.local_addr().unwrap_or_default();
     tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
-    let result = serve(listener, state, shutdown_signal()).await;
+    let result = serve(listener, state, shutdown).await;
     if let ListenAddr::Unix(path) = &config.listen {
         let _ = std::fs::remove_file(path);
     }
@@ -144,15 +149,18 @@ pub async fn start(config: Config) -> Result<(), StartError> {
     result
 }
 
-/// Completes on SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Installs SIGTERM and SIGINT handlers now; the returned future completes on either.
+fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
-        tracing::error!("cannot install signal handlers; stop with SIGKILL");
-        return std::future::pending().await;
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM: draining"),
-        _ = int.recv() => tracing::info!("SIGINT: draining"),
+    let handlers = (signal(SignalKind::terminate()), signal(SignalKind::interrupt()));
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            tracing::error!("cannot install signal handlers; stop with SIGKILL");
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM: draining"),
+            _ = int.recv() => tracing::info!("SIGINT: draining"),
+        }
     }
 }

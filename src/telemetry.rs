@@ -4,12 +4,15 @@
 //! whatever filter the operator gives, because their debug lines can print request URLs and
 //! a lookup URL may carry a token in its query.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
 /// Targets that are always silenced, appended after the operator's filter so they win.
-const SILENCED: &[&str] = &["hyper=off", "hyper_util=off", "reqwest=off", "h2=off", "rustls=off", "tower=off"];
+const SILENCED: &[&str] =
+    &["hyper=off", "hyper_util=off", "reqwest=off", "h2=off", "rustls=off", "tower=off"];
 
 /// The operator's filter plus [`SILENCED`]; an unparsable filter is an error naming it.
 pub fn filter(directives: &str) -> Result<EnvFilter, String> {
@@ -23,7 +26,10 @@ pub fn filter(directives: &str) -> Result<EnvFilter, String> {
 
 /// Installs the global subscriber writing to stderr.
 pub fn init(directives: &str, format: LogFormat) -> Result<(), String> {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter(directives)?).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter(directives)?)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

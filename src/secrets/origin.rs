@@ -163,7 +163,8 @@ mod tests {
 
     #[test]
     fn policy() {
-        let p = OriginPolicy::new(vec![origin("https://app.example.dev")], vec![origin("http://127.0.0.1:8000")]);
+        let p =
+            OriginPolicy::new(vec![origin("https://app.example.dev")], vec![origin("http://127.0.0.1:8000")]);
         let check = |s: &str| p.check(&Url::parse(s).unwrap()).map(|(_, k)| k);
         assert_eq!(check("https://APP.example.dev/api"), Ok(OriginKind::Settings));
         assert_eq!(check("http://127.0.0.1:8000/api"), Ok(OriginKind::Other));

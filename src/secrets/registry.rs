@@ -235,10 +235,9 @@ impl Registry {
         let mut inner = self.write();
         let target = match scope {
             ScopeId::Sandbox => &mut inner.sandbox,
-            ScopeId::Conversation(id) => inner
-                .conversations
-                .get_mut(id)
-                .ok_or_else(|| RegistryError::UnknownSecret(name.clone()))?,
+            ScopeId::Conversation(id) => {
+                inner.conversations.get_mut(id).ok_or_else(|| RegistryError::UnknownSecret(name.clone()))?
+            }
         };
         target
             .api
@@ -300,10 +299,11 @@ impl Registry {
                 return Some(Visible { scope: ScopeKind::Conversation, shadowed: false, entry: e.clone() });
             }
         }
-        inner
-            .sandbox
-            .get(name)
-            .map(|e| Visible { scope: ScopeKind::Sandbox, shadowed: false, entry: e.clone() })
+        inner.sandbox.get(name).map(|e| Visible {
+            scope: ScopeKind::Sandbox,
+            shadowed: false,
+            entry: e.clone(),
+        })
     }
 
     /// True when the conversation has a scope of its own.
@@ -374,7 +374,13 @@ mod tests {
         let b = ConversationId::parse("0a1b2c3d4e5f6789abcdef0123456789").unwrap();
         assert_eq!(a, b);
         assert_eq!(a.as_str(), "0a1b2c3d4e5f6789abcdef0123456789");
-        for bad in ["", "x", "{0a1b2c3d-4e5f-6789-abcd-ef0123456789}", "0a1b2c3d4e5f6789abcdef012345678g", "urn:uuid:0a1b2c3d-4e5f-6789-abcd-ef0123"] {
+        for bad in [
+            "",
+            "x",
+            "{0a1b2c3d-4e5f-6789-abcd-ef0123456789}",
+            "0a1b2c3d4e5f6789abcdef012345678g",
+            "urn:uuid:0a1b2c3d-4e5f-6789-abcd-ef0123",
+        ] {
             assert!(ConversationId::parse(bad).is_none(), "{bad}");
         }
     }
@@ -384,13 +390,17 @@ mod tests {
         let r = reg(10, 10);
         r.update(&ScopeId::Sandbox, vec![(name("A"), stat("sa")), (name("B"), stat("sb"))]).unwrap();
         r.update(&conv(1), vec![(name("B"), stat("")), (name("C"), stat("c"))]).unwrap();
-        let list: Vec<_> = r.list(&conv(1)).iter().map(|v| (v.entry.name.to_string(), v.scope, v.shadowed)).collect();
-        assert_eq!(list, [
-            ("A".into(), ScopeKind::Sandbox, false),
-            ("B".into(), ScopeKind::Conversation, false),
-            ("B".into(), ScopeKind::Sandbox, true),
-            ("C".into(), ScopeKind::Conversation, false),
-        ]);
+        let list: Vec<_> =
+            r.list(&conv(1)).iter().map(|v| (v.entry.name.to_string(), v.scope, v.shadowed)).collect();
+        assert_eq!(
+            list,
+            [
+                ("A".into(), ScopeKind::Sandbox, false),
+                ("B".into(), ScopeKind::Conversation, false),
+                ("B".into(), ScopeKind::Sandbox, true),
+                ("C".into(), ScopeKind::Conversation, false),
+            ]
+        );
         assert!(r.get(&conv(1), &name("B")).unwrap().entry.source.is_no_value());
         assert_eq!(r.get(&conv(2), &name("B")).unwrap().scope, ScopeKind::Sandbox);
         assert_eq!(r.effective(&conv(1)).len(), 3);
@@ -401,7 +411,10 @@ mod tests {
     fn bounds_are_all_or_nothing() {
         let r = reg(1, 2);
         r.update(&conv(1), vec![(name("A"), stat("a"))]).unwrap();
-        assert_eq!(r.update(&conv(2), vec![(name("A"), stat("a"))]).unwrap_err(), RegistryError::TooManyScopes(1));
+        assert_eq!(
+            r.update(&conv(2), vec![(name("A"), stat("a"))]).unwrap_err(),
+            RegistryError::TooManyScopes(1)
+        );
         assert!(!r.has_conversation(&ConversationId::parse(&format!("{:032x}", 2)).unwrap()));
         assert_eq!(
             r.update(&conv(1), vec![(name("B"), stat("b")), (name("C"), stat("c"))]).unwrap_err(),
@@ -437,7 +450,11 @@ mod tests {
         let gen_b = list[1].entry.generation;
         let gone = r.set_discovered(vec![(name("B"), stat("disc"))]);
         assert_eq!(gone.len(), 1, "A's discovered entry dropped");
-        assert_eq!(r.get(&ScopeId::Sandbox, &name("B")).unwrap().entry.generation, gen_b, "unchanged entry kept");
+        assert_eq!(
+            r.get(&ScopeId::Sandbox, &name("B")).unwrap().entry.generation,
+            gen_b,
+            "unchanged entry kept"
+        );
         r.set_discovered(vec![]);
         assert_eq!(r.list(&ScopeId::Sandbox).len(), 1);
     }

@@ -94,10 +94,9 @@ impl SecretSource {
 impl fmt::Debug for SecretSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Static(s) => f
-                .debug_struct("StaticSecret")
-                .field("has_value", &s.value.is_some())
-                .finish_non_exhaustive(),
+            Self::Static(s) => {
+                f.debug_struct("StaticSecret").field("has_value", &s.value.is_some()).finish_non_exhaustive()
+            }
             Self::Lookup(l) => f
                 .debug_struct("LookupSecret")
                 .field("origin", &l.origin.to_string())
@@ -116,8 +115,7 @@ impl PartialEq for SecretSource {
         match (self, other) {
             (Self::Static(a), Self::Static(b)) => {
                 a.description == b.description
-                    && a.value.as_ref().map(SecretValue::expose)
-                        == b.value.as_ref().map(SecretValue::expose)
+                    && a.value.as_ref().map(SecretValue::expose) == b.value.as_ref().map(SecretValue::expose)
             }
             (Self::Lookup(a), Self::Lookup(b)) => {
                 a.url == b.url
@@ -125,9 +123,10 @@ impl PartialEq for SecretSource {
                     && a.ttl_seconds == b.ttl_seconds
                     && a.env_headers == b.env_headers
                     && a.headers.len() == b.headers.len()
-                    && a.headers.iter().zip(&b.headers).all(|((n1, v1), (n2, v2))| {
-                        n1 == n2 && v1.expose_secret() == v2.expose_secret()
-                    })
+                    && a.headers
+                        .iter()
+                        .zip(&b.headers)
+                        .all(|((n1, v1), (n2, v2))| n1 == n2 && v1.expose_secret() == v2.expose_secret())
             }
             _ => false,
         }
@@ -155,10 +154,7 @@ pub struct ParseContext {
 
 /// Parses the `secrets` object of an update body. All entries are checked; the first error
 /// (in name order) is returned and nothing is kept.
-pub fn parse_update(
-    body: &Value,
-    ctx: &ParseContext,
-) -> Result<Vec<(SecretName, SecretSource)>, EntryError> {
+pub fn parse_update(body: &Value, ctx: &ParseContext) -> Result<Vec<(SecretName, SecretSource)>, EntryError> {
     let root = |msg: &str| EntryError { loc: vec!["body".into()], msg: msg.into() };
     let obj = body.as_object().ok_or_else(|| root("body must be a JSON object"))?;
     let secrets = obj.get("secrets").ok_or_else(|| EntryError {
@@ -178,8 +174,8 @@ pub fn parse_update(
             l.extend(field.map(str::to_owned));
             l
         };
-        let name = SecretName::parse(raw_name)
-            .map_err(|e| EntryError { loc: loc(None), msg: e.to_string() })?;
+        let name =
+            SecretName::parse(raw_name).map_err(|e| EntryError { loc: loc(None), msg: e.to_string() })?;
         let source = parse_entry(&secrets[raw_name], ctx)
             .map_err(|(field, msg)| EntryError { loc: loc(field), msg })?;
         out.push((name, source));
@@ -187,15 +183,10 @@ pub fn parse_update(
     Ok(out)
 }
 
-/// A name as it may appear in an error: invalid names are cut and stripped of anything that
-/// is not a printable identifier character, so they cannot smuggle text into a response.
+/// A name as it may appear in an error: valid-looking names as they are, anything else as a
+/// placeholder (a caller who mixed up names and values must not get the value echoed).
 fn display_name(raw: &str) -> String {
-    let cleaned: String = raw
-        .chars()
-        .take(64)
-        .map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '?' })
-        .collect();
-    if raw.chars().count() > 64 { format!("{cleaned}…") } else { cleaned }
+    if is_env_name(raw) { raw.to_owned() } else { "<invalid name>".to_owned() }
 }
 
 type FieldError = (Option<&'static str>, String);
@@ -241,10 +232,9 @@ fn parse_static(obj: &Map<String, Value>) -> Result<SecretSource, FieldError> {
 fn parse_description(obj: &Map<String, Value>) -> Result<Option<String>, FieldError> {
     match obj.get("description") {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.chars().count() > MAX_DESCRIPTION_CHARS => Err(field_err(
-            "description",
-            format!("must be at most {MAX_DESCRIPTION_CHARS} characters"),
-        )),
+        Some(Value::String(s)) if s.chars().count() > MAX_DESCRIPTION_CHARS => {
+            Err(field_err("description", format!("must be at most {MAX_DESCRIPTION_CHARS} characters")))
+        }
         Some(Value::String(s)) => Ok(Some(s.clone())),
         Some(_) => Err(field_err("description", "must be a string or null")),
     }
@@ -305,15 +295,12 @@ fn parse_url(raw: &str, ctx: &ParseContext) -> Result<Url, String> {
         return Err(format!("must be at most {MAX_URL_BYTES} bytes"));
     }
     if raw.starts_with('/') && !raw.starts_with("//") {
-        let base = ctx
-            .internal_base
-            .as_ref()
-            .ok_or("a relative url needs OH_INTERNAL_SERVER_URL to be set")?;
+        let base =
+            ctx.internal_base.as_ref().ok_or("a relative url needs OH_INTERNAL_SERVER_URL to be set")?;
         return base.join(raw).map_err(|_| "relative url could not be joined".to_owned());
     }
-    let url = Url::parse(raw).map_err(|_| {
-        "must be an absolute http(s) url or a path starting with one /".to_owned()
-    })?;
+    let url = Url::parse(raw)
+        .map_err(|_| "must be an absolute http(s) url or a path starting with one /".to_owned())?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err("url scheme must be http or https".into());
     }
@@ -399,7 +386,10 @@ mod tests {
     fn ctx() -> ParseContext {
         let o = |s: &str| Origin::parse(s).unwrap();
         ParseContext {
-            policy: OriginPolicy::new(vec![o("https://app.example.dev")], vec![o("http://127.0.0.1:8000"), o("https://other.example")]),
+            policy: OriginPolicy::new(
+                vec![o("https://app.example.dev")],
+                vec![o("http://127.0.0.1:8000"), o("https://other.example")],
+            ),
             internal_base: Some(Url::parse("http://127.0.0.1:8000").unwrap()),
             allowed_env_headers: vec!["SESSION_API_KEY".into()],
         }
@@ -418,7 +408,10 @@ mod tests {
         let body = json!({"secrets":{"PLAIN":"plain-value","STATIC":{"description":"d","value":"static-value","kind":"StaticSecret"},"GITHUB_TOKEN":{"description":"GitHub token","url":"https://app.example.dev/api/v1/sandboxes/sb-1/settings/secrets/GITHUB_TOKEN","headers":{"X-Session-API-Key":"sess-key"},"kind":"LookupSecret"}}});
         let parsed = parse_update(&body, &ctx()).unwrap();
         let names: Vec<_> = parsed.iter().map(|(n, s)| (n.as_str(), s.kind())).collect();
-        assert_eq!(names, [("GITHUB_TOKEN", "LookupSecret"), ("PLAIN", "StaticSecret"), ("STATIC", "StaticSecret")]);
+        assert_eq!(
+            names,
+            [("GITHUB_TOKEN", "LookupSecret"), ("PLAIN", "StaticSecret"), ("STATIC", "StaticSecret")]
+        );
         let SecretSource::Lookup(l) = &parsed[0].1 else { panic!() };
         assert_eq!(l.origin_kind, OriginKind::Settings);
         assert_eq!(l.headers.len(), 1);
@@ -429,7 +422,13 @@ mod tests {
 
     #[test]
     fn no_value_forms() {
-        for v in [json!(""), json!("   "), json!("**********"), json!({"kind":"StaticSecret"}), json!({"kind":"StaticSecret","value":null})] {
+        for v in [
+            json!(""),
+            json!("   "),
+            json!("**********"),
+            json!({"kind":"StaticSecret"}),
+            json!({"kind":"StaticSecret","value":null}),
+        ] {
             assert!(one(v).unwrap().is_no_value());
         }
         let SecretSource::Lookup(l) = one(json!({"kind":"LookupSecret","url":"https://app.example.dev/x","headers":{"Authorization":"","X-Token":"**********","Cookie":"  ","Accept":"text/plain"}})).unwrap() else { panic!() };
@@ -438,14 +437,28 @@ mod tests {
 
     #[test]
     fn relative_urls() {
-        let SecretSource::Lookup(l) = one(json!({"kind":"LookupSecret","url":"/api/settings/secrets/X"})).unwrap() else { panic!() };
+        let SecretSource::Lookup(l) =
+            one(json!({"kind":"LookupSecret","url":"/api/settings/secrets/X"})).unwrap()
+        else {
+            panic!()
+        };
         assert_eq!(l.url.as_str(), "http://127.0.0.1:8000/api/settings/secrets/X");
         assert_eq!(l.origin_kind, OriginKind::Other);
-        for bad in ["//app.example.dev/x", "api/x", "app.example.dev:443/x", "localhost:8000/x", "file:///etc/passwd", "https://u:p@app.example.dev/x", "https://evil.example/x", "http://169.254.169.254/latest"] {
+        for bad in [
+            "//app.example.dev/x",
+            "api/x",
+            "app.example.dev:443/x",
+            "localhost:8000/x",
+            "file:///etc/passwd",
+            "https://u:p@app.example.dev/x",
+            "https://evil.example/x",
+            "http://169.254.169.254/latest",
+        ] {
             assert!(err(json!({"kind":"LookupSecret","url":bad})).contains("url"), "{bad}");
         }
         let no_base = ParseContext { internal_base: None, ..ctx() };
-        let e = parse_update(&json!({"secrets":{"N":{"kind":"LookupSecret","url":"/x"}}}), &no_base).unwrap_err();
+        let e =
+            parse_update(&json!({"secrets":{"N":{"kind":"LookupSecret","url":"/x"}}}), &no_base).unwrap_err();
         assert!(e.msg.contains("OH_INTERNAL_SERVER_URL"));
     }
 
@@ -473,17 +486,44 @@ mod tests {
         assert!(err(json!({"kind":"LookupSecret","url": url(8200)})).contains("8192"));
         let many: Map<String, Value> = (0..33).map(|i| (format!("H{i}"), json!("v"))).collect();
         assert!(err(json!({"kind":"LookupSecret","url": url(1),"headers": many})).contains("32"));
-        assert!(err(json!({"kind":"LookupSecret","url": url(1),"headers": {"A": "v".repeat(8200)}})).contains("8192"));
-        for h in ["Host", "content-length", "Transfer-Encoding", "Connection", "TE", "Upgrade", "Proxy-Authorization", "X-Forwarded-For"] {
-            assert!(err(json!({"kind":"LookupSecret","url": url(1),"headers": {h: "v"}})).contains("may not"), "{h}");
+        assert!(
+            err(json!({"kind":"LookupSecret","url": url(1),"headers": {"A": "v".repeat(8200)}}))
+                .contains("8192")
+        );
+        for h in [
+            "Host",
+            "content-length",
+            "Transfer-Encoding",
+            "Connection",
+            "TE",
+            "Upgrade",
+            "Proxy-Authorization",
+            "X-Forwarded-For",
+        ] {
+            assert!(
+                err(json!({"kind":"LookupSecret","url": url(1),"headers": {h: "v"}})).contains("may not"),
+                "{h}"
+            );
         }
-        assert!(err(json!({"kind":"LookupSecret","url": url(1),"headers": {"X-A": "1", "x-a": "2"}})).contains("more than once"));
-        assert!(err(json!({"kind":"LookupSecret","url": url(1),"ttl_seconds": 86401})).contains("ttl_seconds"));
+        assert!(
+            err(json!({"kind":"LookupSecret","url": url(1),"headers": {"X-A": "1", "x-a": "2"}}))
+                .contains("more than once")
+        );
+        assert!(
+            err(json!({"kind":"LookupSecret","url": url(1),"ttl_seconds": 86401})).contains("ttl_seconds")
+        );
         assert!(err(json!({"kind":"LookupSecret","url": url(1),"ttl_seconds": -1})).contains("ttl_seconds"));
         assert!(err(json!({"kind":"LookupSecret","url": url(1),"ttl_seconds": 1.5})).contains("ttl_seconds"));
         assert!(one(json!({"kind":"LookupSecret","url": url(1),"ttl_seconds": 0})).is_ok());
         assert!(err(json!({"value":"v","description": "d".repeat(1025)})).contains("1024"));
-        for bad in [json!(null), json!(1), json!(true), json!(["v"]), json!({"description":"x"}), json!({"kind":"Nope"})] {
+        for bad in [
+            json!(null),
+            json!(1),
+            json!(true),
+            json!(["v"]),
+            json!({"description":"x"}),
+            json!({"kind":"Nope"}),
+        ] {
             let _ = err(bad);
         }
     }
@@ -494,7 +534,12 @@ mod tests {
         let SecretSource::Lookup(l) = one(ok).unwrap() else { panic!() };
         assert_eq!(l.env_headers, [("X-Session-API-Key".to_owned(), "SESSION_API_KEY".to_owned())]);
         assert!(err(json!({"kind":"LookupSecret","url":"https://other.example/x","env_headers":{"X-K":"SESSION_API_KEY"}})).contains("settings origin"));
-        assert!(err(json!({"kind":"LookupSecret","url":"https://app.example.dev/x","env_headers":{"X-K":"HOME"}})).contains("allow-env-header"));
+        assert!(
+            err(
+                json!({"kind":"LookupSecret","url":"https://app.example.dev/x","env_headers":{"X-K":"HOME"}})
+            )
+            .contains("allow-env-header")
+        );
     }
 
     #[test]

@@ -103,8 +103,7 @@ impl SecretName {
         if !is_env_name(name) {
             return Err(NameError::Invalid);
         }
-        if RESERVED_NAMES.contains(&name) || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p))
-        {
+        if RESERVED_NAMES.contains(&name) || RESERVED_PREFIXES.iter().any(|p| name.starts_with(p)) {
             return Err(NameError::Reserved(name.to_owned()));
         }
         Ok(Self(name.to_owned()))
@@ -167,9 +166,22 @@ mod tests {
         for bad in ["", "1A", "A-B", "A B", "É", &"X".repeat(129), "a.b"] {
             assert_eq!(SecretName::parse(bad), Err(NameError::Invalid), "{bad}");
         }
-        for reserved in ["PATH", "LD_PRELOAD", "LD_LIBRARY_PATH", "BASH_ENV", "ENV", "IFS", "PS4",
-            "SHELLOPTS", "BASHOPTS", "PROMPT_COMMAND", "BASH_FUNC_foo%%", "HOME", "SHELL", "_"]
-        {
+        for reserved in [
+            "PATH",
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "BASH_ENV",
+            "ENV",
+            "IFS",
+            "PS4",
+            "SHELLOPTS",
+            "BASHOPTS",
+            "PROMPT_COMMAND",
+            "BASH_FUNC_foo%%",
+            "HOME",
+            "SHELL",
+            "_",
+        ] {
             if is_env_name(reserved) {
                 assert!(matches!(SecretName::parse(reserved), Err(NameError::Reserved(_))), "{reserved}");
             }

@@ -1,0 +1,11 @@
+//! Integration tests: the service over real loopback HTTP (in-process on port 0, or the real
+//! binary as a child process). One binary, one module per concern.
+
+mod common;
+
+mod auth;
+mod bad_input;
+mod canary;
+mod health;
+mod process;
+mod secrets_api;

@@ -1,0 +1,129 @@
+//! The real binary: key generation, refusal to expose itself, unix sockets, signals, and
+//! process hardening.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::common::bin::BinApp;
+
+fn tmpdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("ss-it-{tag}-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&d).unwrap();
+    std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o700)).unwrap();
+    d
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+#[tokio::test]
+async fn generates_a_private_key_file_and_reuses_it() {
+    let dir = tmpdir("gen");
+    let xdg = dir.to_str().unwrap();
+    let mut app = BinApp::spawn(&["--listen", "127.0.0.1:0"], &[("XDG_RUNTIME_DIR", xdg)]).unwrap();
+    let path = dir.join("secret-sidecar").join("api-key");
+    assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(std::fs::metadata(path.parent().unwrap()).unwrap().permissions().mode() & 0o777, 0o700);
+    let key = std::fs::read_to_string(&path).unwrap().trim().to_owned();
+    assert_eq!(key.len(), 64);
+    let client = reqwest::Client::new();
+    let ok = client
+        .get(format!("{}/api/secrets", app.base))
+        .header("X-Session-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    let logs = app.logs();
+    assert!(logs.contains(path.to_str().unwrap()), "the path is logged");
+    assert!(!logs.contains(&key), "the key is not logged");
+    assert!(app.terminate().success());
+
+    let mut again = BinApp::spawn(&["--listen", "127.0.0.1:0"], &[("XDG_RUNTIME_DIR", xdg)]).unwrap();
+    assert!(again.logs().contains("reusing"));
+    let ok = client
+        .get(format!("{}/api/secrets", again.base))
+        .header("X-Session-API-Key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ok.status().as_u16(), 200);
+    assert!(again.terminate().success());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn refuses_non_loopback_without_a_configured_key() {
+    let dir = tmpdir("expose");
+    let err = BinApp::spawn(&["--listen", "0.0.0.0:0"], &[("XDG_RUNTIME_DIR", dir.to_str().unwrap())])
+        .err()
+        .unwrap();
+    assert!(err.contains("refusing to listen"), "{err}");
+    // With a configured key it starts (and we stop it at once).
+    let mut app = BinApp::spawn(&["--listen", "0.0.0.0:0"], &[("SESSION_API_KEY", "k-configured")]).unwrap();
+    assert!(app.terminate().success());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn malformed_key_list_is_a_start_up_error_without_echo() {
+    let err = BinApp::spawn(&["--listen", "127.0.0.1:0"], &[("OH_SESSION_API_KEYS", "[\"canary-9f2\"")])
+        .err()
+        .unwrap();
+    assert!(err.contains("OH_SESSION_API_KEYS"), "{err}");
+    assert!(!err.contains("canary-9f2"), "{err}");
+}
+
+#[test]
+fn sigint_and_sigterm_stop_gracefully_and_core_dumps_are_off() {
+    for signal in [libc::SIGTERM, libc::SIGINT] {
+        let mut app = BinApp::spawn(&["--listen", "127.0.0.1:0"], &[("SESSION_API_KEY", "k")]).unwrap();
+        let limits = std::fs::read_to_string(format!("/proc/{}/limits", app.child.id())).unwrap();
+        let core = limits.lines().find(|l| l.starts_with("Max core file size")).unwrap();
+        let fields: Vec<_> = core.split_whitespace().collect();
+        assert_eq!(&fields[4..6], ["0", "0"], "{core}");
+        // SAFETY: signalling our own child.
+        unsafe { libc::kill(app.child.id() as i32, signal) };
+        let status = app.wait(Duration::from_secs(15)).expect("exits");
+        assert!(status.success(), "{status:?}");
+        assert!(app.logs().contains("draining"));
+    }
+}
+
+async fn raw_unix_request(path: &std::path::Path, request: &str) -> String {
+    let mut s = tokio::net::UnixStream::connect(path).await.unwrap();
+    s.write_all(request.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test]
+async fn unix_socket_is_private_replaces_a_stale_one_and_still_needs_the_key() {
+    let dir = tmpdir("unix");
+    let sock = dir.join("s.sock");
+    // A stale socket file left by a dead process.
+    drop(std::os::unix::net::UnixListener::bind(&sock).unwrap());
+    assert!(sock.exists());
+    let listen = format!("unix:{}", sock.display());
+    let mut app = BinApp::spawn(&["--listen", &listen], &[("SESSION_API_KEY", "unix-key")]).unwrap();
+    assert_eq!(std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777, 0o600);
+    let denied =
+        raw_unix_request(&sock, "GET /api/secrets HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
+    assert!(denied.starts_with("HTTP/1.1 401"), "{denied}");
+    let ok = raw_unix_request(
+        &sock,
+        "GET /api/secrets HTTP/1.1\r\nHost: x\r\nX-Session-API-Key: unix-key\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    // A second instance must not steal a live socket.
+    let err = BinApp::spawn(&["--listen", &listen], &[("SESSION_API_KEY", "unix-key")]).err().unwrap();
+    assert!(err.contains("another process"), "{err}");
+    assert!(app.terminate().success());
+    assert!(!sock.exists(), "socket removed on exit");
+    std::fs::remove_dir_all(dir).unwrap();
+}
