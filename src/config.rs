@@ -6,9 +6,9 @@
 //! snapshot instead, so tests can build a `Config` without touching the process
 //! environment. Parsing happens once; components receive only their own part.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -18,6 +18,8 @@ use url::Url;
 
 use crate::secrets::origin::{Origin, OriginPolicy};
 use crate::secrets::registry::Limits;
+use crate::secrets::resolver::CacheConfig;
+use crate::secrets::session_key::KeySource;
 use crate::secrets::source::ParseContext;
 
 /// `secret-sidecar`: resolves secret references on demand, runs commands with them and masks
@@ -96,6 +98,56 @@ pub struct ServeArgs {
         default_values_t = ["SESSION_API_KEY".to_owned(), "OH_SESSION_API_KEYS_0".to_owned()]
     )]
     pub allow_env_headers: Vec<String>,
+
+    /// File holding the session key for settings lookups (re-read when the settings API
+    /// answers 401); default: OH_SESSION_API_KEYS_0, else SESSION_API_KEY.
+    #[arg(long, env = "SECRET_SIDECAR_SESSION_KEY_FILE")]
+    pub session_key_file: Option<PathBuf>,
+
+    /// Proxy for lookups (environment proxy variables are always ignored).
+    #[arg(long, env = "SECRET_SIDECAR_LOOKUP_PROXY")]
+    pub lookup_proxy: Option<String>,
+
+    /// PEM file with extra CA certificates for lookups.
+    #[arg(long, env = "SECRET_SIDECAR_EXTRA_CA_FILE")]
+    pub extra_ca_file: Option<PathBuf>,
+
+    /// Resolve HOST to IP for lookups, like curl --resolve (`HOST=IP`); repeatable.
+    #[arg(long = "lookup-resolve", env = "SECRET_SIDECAR_LOOKUP_RESOLVE", value_delimiter = ',')]
+    pub lookup_resolve: Vec<String>,
+
+    /// Deadline for one lookup, retries included, in seconds.
+    #[arg(long, env = "SECRET_SIDECAR_LOOKUP_TIMEOUT", default_value_t = 10)]
+    pub lookup_timeout: u64,
+
+    /// Largest accepted secret value (lookup body), in bytes.
+    #[arg(long, env = "SECRET_SIDECAR_MAX_VALUE_BYTES", default_value_t = 65536)]
+    pub max_value_bytes: usize,
+
+    /// Seconds a resolved value is cached (per-descriptor `ttl_seconds` overrides; ±10 % jitter).
+    #[arg(long, env = "SECRET_SIDECAR_CACHE_TTL", default_value_t = 300)]
+    pub cache_ttl: u64,
+
+    /// Most cached values.
+    #[arg(long, env = "SECRET_SIDECAR_CACHE_CAPACITY", default_value_t = 10_000)]
+    pub cache_capacity: u64,
+
+    /// Most lookups in flight at once.
+    #[arg(long, env = "SECRET_SIDECAR_MAX_UPSTREAM", default_value_t = 16)]
+    pub max_upstream: usize,
+
+    /// Seconds after the last good fetch during which a value may be served stale when a
+    /// refresh fails with a connect error, timeout, 5xx or 429.
+    #[arg(long, env = "SECRET_SIDECAR_MAX_STALE", default_value_t = 3600)]
+    pub max_stale: u64,
+
+    /// Sandbox id for secret discovery (default: SANDBOX_ID); needs a settings origin.
+    #[arg(long, env = "SECRET_SIDECAR_SANDBOX_ID")]
+    pub sandbox_id: Option<String>,
+
+    /// Seconds between discovery runs (±10 % jitter).
+    #[arg(long, env = "SECRET_SIDECAR_DISCOVERY_INTERVAL", default_value_t = 300)]
+    pub discovery_interval: u64,
 
     /// Values shorter than this many bytes (and derived patterns shorter than it) are not
     /// masked.
@@ -221,6 +273,43 @@ pub struct HttpConfig {
     pub shutdown_timeout: Duration,
 }
 
+/// How lookups are made and cached.
+#[derive(Clone)]
+pub struct LookupConfig {
+    pub timeout: Duration,
+    pub max_value_bytes: usize,
+    pub proxy: Option<Url>,
+    pub extra_ca_file: Option<PathBuf>,
+    pub resolve_overrides: Vec<(String, IpAddr)>,
+    pub cache: CacheConfig,
+    pub session_key: KeySource,
+    /// Values of the `--allow-env-header` variables, captured at start.
+    pub env_headers: HashMap<String, SecretString>,
+}
+
+impl fmt::Debug for LookupConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LookupConfig")
+            .field("timeout", &self.timeout)
+            .field("max_value_bytes", &self.max_value_bytes)
+            .field("proxy", &self.proxy.as_ref().map(|p| p.origin().ascii_serialization()))
+            .field("extra_ca_file", &self.extra_ca_file)
+            .field("resolve_overrides", &self.resolve_overrides)
+            .field("cache", &self.cache)
+            .field("session_key", &self.session_key)
+            .field("env_headers", &self.env_headers.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+/// Periodic discovery of the user's secrets from the settings API.
+#[derive(Clone, Debug)]
+pub struct DiscoveryConfig {
+    /// `{settings}/api/v1/sandboxes/{sid}/settings/secrets`.
+    pub list_url: Url,
+    pub interval: Duration,
+}
+
 /// Validated configuration, grouped per component.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -230,6 +319,8 @@ pub struct Config {
     pub registry: Limits,
     /// What descriptor parsing needs: allow-list, relative URL base, env_headers.
     pub sources: ParseContext,
+    pub lookup: LookupConfig,
+    pub discovery: Option<DiscoveryConfig>,
     pub mask_min_length: usize,
 }
 
@@ -291,6 +382,22 @@ impl Config {
                 return Err(invalid(format!("--allow-env-header {var}: not an environment variable name")));
             }
         }
+        let lookup = lookup_config(args, env)?;
+        let discovery = match (args.sandbox_id.as_deref().or(env.get("SANDBOX_ID")), settings.first()) {
+            (Some(sid), Some(origin)) => {
+                let mut list_url =
+                    Url::parse(&origin.to_string()).map_err(|e| invalid(format!("settings origin: {e}")))?;
+                list_url
+                    .path_segments_mut()
+                    .map_err(|()| invalid("settings origin cannot take a path".into()))?
+                    .extend(["api", "v1", "sandboxes", sid, "settings", "secrets"]);
+                Some(DiscoveryConfig {
+                    list_url,
+                    interval: Duration::from_secs(args.discovery_interval.max(1)),
+                })
+            }
+            _ => None,
+        };
         Ok(Self {
             listen,
             auth: AuthConfig { env_keys, api_key_file: args.api_key_file.clone(), default_key_file },
@@ -308,9 +415,60 @@ impl Config {
                 internal_base,
                 allowed_env_headers: args.allow_env_headers.clone(),
             },
+            lookup,
+            discovery,
             mask_min_length: args.mask_min_length,
         })
     }
+}
+
+fn lookup_config(args: &ServeArgs, env: &Env) -> Result<LookupConfig, ConfigError> {
+    let invalid = |m: String| ConfigError::Invalid(m);
+    let proxy = match &args.lookup_proxy {
+        Some(p) => Some(Url::parse(p).map_err(|e| invalid(format!("--lookup-proxy: {e}")))?),
+        None => None,
+    };
+    let mut resolve_overrides = Vec::new();
+    for item in &args.lookup_resolve {
+        let (host, ip) = item
+            .split_once('=')
+            .and_then(|(h, ip)| Some((h.to_ascii_lowercase(), ip.parse::<IpAddr>().ok()?)))
+            .ok_or_else(|| invalid(format!("--lookup-resolve {item}: expected HOST=IP")))?;
+        resolve_overrides.push((host, ip));
+    }
+    if args.lookup_timeout == 0 || args.max_value_bytes == 0 || args.max_upstream == 0 {
+        return Err(invalid(
+            "--lookup-timeout, --max-value-bytes and --max-upstream must be at least 1".into(),
+        ));
+    }
+    let session_key = match &args.session_key_file {
+        Some(path) => KeySource::File(path.clone()),
+        None => KeySource::Fixed(
+            env.get("OH_SESSION_API_KEYS_0")
+                .or_else(|| env.get("SESSION_API_KEY"))
+                .map(|k| SecretString::from(k.to_owned())),
+        ),
+    };
+    let env_headers = args
+        .allow_env_headers
+        .iter()
+        .filter_map(|var| Some((var.clone(), SecretString::from(env.get(var)?.to_owned()))))
+        .collect();
+    Ok(LookupConfig {
+        timeout: Duration::from_secs(args.lookup_timeout),
+        max_value_bytes: args.max_value_bytes,
+        proxy,
+        extra_ca_file: args.extra_ca_file.clone(),
+        resolve_overrides,
+        cache: CacheConfig {
+            ttl: Duration::from_secs(args.cache_ttl),
+            capacity: args.cache_capacity,
+            max_upstream: args.max_upstream,
+            max_stale: Duration::from_secs(args.max_stale),
+        },
+        session_key,
+        env_headers,
+    })
 }
 
 pub(crate) fn current_uid() -> u32 {
@@ -405,5 +563,23 @@ mod tests {
         assert!(config(&["--settings-url", "http://127.0.0.1:9"], &[]).is_ok());
         assert!(config(&["--allow-lookup-origin", "ftp://x"], &[]).is_err());
         assert!(config(&["--allow-env-header", "A-B"], &[]).is_err());
+    }
+
+    #[test]
+    fn discovery_and_lookup() {
+        let c = config(&["--settings-url", "https://app.example.dev"], &[("SANDBOX_ID", "sb 1/x")]).unwrap();
+        let d = c.discovery.unwrap();
+        assert_eq!(
+            d.list_url.as_str(),
+            "https://app.example.dev/api/v1/sandboxes/sb%201%2Fx/settings/secrets"
+        );
+        assert!(config(&[], &[("SANDBOX_ID", "sb")]).unwrap().discovery.is_none(), "needs a settings origin");
+        let c =
+            config(&["--lookup-resolve", "meta.test=169.254.169.254"], &[("SESSION_API_KEY", "sk-canary")])
+                .unwrap();
+        assert_eq!(c.lookup.resolve_overrides[0].0, "meta.test");
+        assert!(config(&["--lookup-resolve", "nope"], &[]).is_err());
+        let shown = format!("{c:?}");
+        assert!(!shown.contains("sk-canary"), "{shown}");
     }
 }

@@ -26,6 +26,8 @@ pub enum Listener {
 pub enum StartError {
     #[error(transparent)]
     Keys(#[from] crate::auth::KeyError),
+    #[error("lookup client: {0}")]
+    Lookup(#[from] crate::secrets::fetch::FetchBuildError),
     #[error("refusing to listen on non-loopback address {0} without a configured API key")]
     ExposedWithoutKey(String),
     #[error("cannot listen on {addr}: {source}")]
@@ -134,13 +136,18 @@ pub async fn start(config: Config) -> Result<(), StartError> {
     if !config.listen.is_local() && *keys.origin() != KeyOrigin::Configured {
         return Err(StartError::ExposedWithoutKey(describe(&config.listen)));
     }
-    let state = AppState::new(&config, keys);
+    let state = AppState::new(&config, keys)?;
     // Install the handlers before saying "listening", so a signal sent right after that
     // line is a graceful stop, not the default disposition.
     let shutdown = shutdown_signal();
     let listener = Listener::bind(&config.listen).await?;
     let addr = listener.local_addr().unwrap_or_default();
     tracing::info!(%addr, version = env!("CARGO_PKG_VERSION"), "listening");
+    if let Some(discovery) = config.discovery.clone() {
+        let (registry, resolver, token) =
+            (state.registry.clone(), state.resolver.clone(), state.shutdown.clone());
+        tokio::spawn(crate::secrets::discovery::run(discovery, registry, resolver, token));
+    }
     let result = serve(listener, state, shutdown).await;
     if let ListenAddr::Unix(path) = &config.listen {
         let _ = std::fs::remove_file(path);

@@ -6,14 +6,17 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::auth::ApiKeys;
 use crate::config::{Config, HttpConfig, ListenAddr};
+use crate::secrets::fetch::{FetchBuildError, FetchConfig, Fetcher};
 use crate::secrets::registry::Registry;
+use crate::secrets::resolver::Resolver;
+use crate::secrets::session_key::SessionKey;
 use crate::secrets::source::ParseContext;
 
 /// Which `Host` headers are accepted (DNS-rebinding guard).
@@ -60,6 +63,8 @@ impl HostPolicy {
 #[derive(Clone)]
 pub struct AppState {
     pub registry: Arc<Registry>,
+    pub resolver: Resolver,
+    pub session_key: Arc<SessionKey>,
     pub keys: Arc<ApiKeys>,
     pub sources: Arc<ParseContext>,
     pub http: HttpConfig,
@@ -76,9 +81,29 @@ pub struct AppState {
 impl AppState {
     /// Builds every component from its part of `config`; `keys` were loaded by the caller
     /// (loading can generate a key file, which is start-up's business, not the state's).
-    pub fn new(config: &Config, keys: ApiKeys) -> Self {
-        Self {
+    pub fn new(config: &Config, keys: ApiKeys) -> Result<Self, FetchBuildError> {
+        let lookup = &config.lookup;
+        let fetcher = Fetcher::new(FetchConfig {
+            timeout: lookup.timeout,
+            max_value_bytes: lookup.max_value_bytes,
+            proxy: lookup.proxy.clone(),
+            extra_ca_file: lookup.extra_ca_file.clone(),
+            resolve_overrides: lookup.resolve_overrides.clone(),
+            retry_base: Duration::from_millis(200),
+            max_attempts: 3,
+        })?;
+        let session_key = Arc::new(SessionKey::new(lookup.session_key.clone()));
+        let resolver = Resolver::new(
+            fetcher,
+            lookup.cache.clone(),
+            config.sources.policy.clone(),
+            session_key.clone(),
+            lookup.env_headers.clone(),
+        );
+        Ok(Self {
             registry: Arc::new(Registry::new(config.registry)),
+            resolver,
+            session_key,
             keys: Arc::new(keys),
             sources: Arc::new(config.sources.clone()),
             http: config.http,
@@ -88,7 +113,7 @@ impl AppState {
             request_slots: Arc::new(Semaphore::new(config.http.max_concurrent_requests)),
             ready: Arc::new(AtomicBool::new(false)),
             shutdown: CancellationToken::new(),
-        }
+        })
     }
 
     /// True once listening with state loaded, and until draining starts.

@@ -6,6 +6,7 @@
 mod extract;
 mod gate;
 mod health;
+mod resolve;
 mod secrets;
 
 use axum::Router;
@@ -23,9 +24,13 @@ pub fn router(state: AppState) -> Router {
     let secrets = Router::new()
         .route("/api/conversations/{id}/secrets", post(secrets::update).get(secrets::list))
         .route("/api/conversations/{id}/secrets/{name}", delete(secrets::delete))
+        .route("/api/conversations/{id}/secrets/resolve", post(resolve::resolve))
+        .route("/api/conversations/{id}/secrets/refresh", post(resolve::refresh))
         .route("/api/conversations/{id}", delete(secrets::drop_conversation))
         .route("/api/secrets", post(secrets::update).get(secrets::list))
-        .route("/api/secrets/{name}", delete(secrets::delete));
+        .route("/api/secrets/{name}", delete(secrets::delete))
+        .route("/api/secrets/resolve", post(resolve::resolve))
+        .route("/api/secrets/refresh", post(resolve::refresh));
     Router::new()
         .route("/alive", get(health::alive))
         .route("/health", get(health::alive))

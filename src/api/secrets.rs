@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 use super::extract::{JsonBody, PathParams};
 use crate::error::ApiError;
 use crate::secrets::registry::{ScopeId, Visible};
+use crate::secrets::resolver::EntryState;
 use crate::secrets::source::{SecretSource, parse_update};
 use crate::state::AppState;
 
@@ -23,7 +24,8 @@ pub async fn update(
     let scope = params.scope()?;
     let entries = parse_update(&body, &state.sources)?;
     let count = entries.len();
-    state.registry.update(&scope, entries)?;
+    let replaced = state.registry.update(&scope, entries)?;
+    state.resolver.forget(&replaced).await;
     tracing::info!(scope = %scope_label(&scope), count, "secrets updated");
     Ok(Json(json!({"success": true})))
 }
@@ -31,7 +33,11 @@ pub async fn update(
 /// `GET …/secrets`: own and inherited entries, sorted by name.
 pub async fn list(State(state): State<AppState>, params: PathParams) -> Result<Json<Value>, ApiError> {
     let scope = params.scope()?;
-    let items: Vec<Value> = state.registry.list(&scope).iter().map(|v| list_entry(&state, v)).collect();
+    let mut items = Vec::new();
+    for visible in state.registry.list(&scope) {
+        let entry_state = state.resolver.state(&visible.entry).await;
+        items.push(list_entry(&state, &visible, &entry_state));
+    }
     Ok(Json(json!({"secrets": items})))
 }
 
@@ -39,7 +45,8 @@ pub async fn list(State(state): State<AppState>, params: PathParams) -> Result<J
 pub async fn delete(State(state): State<AppState>, params: PathParams) -> Result<Json<Value>, ApiError> {
     let scope = params.scope()?;
     let name = params.name()?;
-    state.registry.remove(&scope, &name)?;
+    let removed = state.registry.remove(&scope, &name)?;
+    state.resolver.forget(&[removed]).await;
     tracing::info!(scope = %scope_label(&scope), name = %name, "secret deleted");
     Ok(Json(json!({"deleted": true})))
 }
@@ -53,6 +60,7 @@ pub async fn drop_conversation(
         unreachable!("conversation() only returns conversation scopes")
     };
     let dropped = state.registry.drop_conversation(&id)?;
+    state.resolver.forget(&dropped).await;
     tracing::info!(conversation = %id, count = dropped.len(), "conversation dropped");
     Ok(Json(json!({"deleted": true})))
 }
@@ -64,14 +72,11 @@ fn scope_label(scope: &ScopeId) -> String {
     }
 }
 
-fn list_entry(state: &AppState, v: &Visible) -> Value {
+fn list_entry(state: &AppState, v: &Visible, st: &EntryState) -> Value {
     let entry = &v.entry;
-    let (origin, status, masked) = match &entry.source {
-        SecretSource::Static(s) => match &s.value {
-            Some(value) => (None, "resolved", value.len() >= state.mask_min_length),
-            None => (None, "no_value", true),
-        },
-        SecretSource::Lookup(l) => (Some(l.origin.to_string()), "unresolved", true),
+    let origin = match &entry.source {
+        SecretSource::Static(_) => None,
+        SecretSource::Lookup(l) => Some(l.origin.to_string()),
     };
     json!({
         "name": entry.name.as_str(),
@@ -82,11 +87,11 @@ fn list_entry(state: &AppState, v: &Visible) -> Value {
         "source": entry.origin.as_str(),
         "origin": origin,
         "state": {
-            "status": status,
-            "stale": false,
-            "age_seconds": null,
-            "last_error": null,
-            "masked": masked,
+            "status": st.status,
+            "stale": st.stale,
+            "age_seconds": st.age.map(|a| a.as_secs()),
+            "last_error": st.last_error,
+            "masked": st.value_len.is_none_or(|len| len >= state.mask_min_length),
         },
     })
 }

@@ -24,11 +24,15 @@ pub fn is_maskable(value: &[u8], min_len: usize) -> bool {
 }
 
 /// Every pattern under which `value` is hidden, deduplicated, each at least
-/// `min_len` bytes (and never empty).
+/// `min_len` bytes (and never empty); none at all when the value itself is
+/// not [maskable](is_maskable).
 ///
 /// The first pattern is the value itself when it is long enough; the order of
 /// the rest is unspecified. Patterns are zeroized when dropped.
 pub fn derive_patterns(value: &[u8], min_len: usize) -> Vec<Zeroizing<Vec<u8>>> {
+    if !is_maskable(value, min_len) {
+        return Vec::new();
+    }
     let mut out = Patterns {
         min_len: min_len.max(1),
         list: Vec::new(),

@@ -1,7 +1,11 @@
 //! Secrets: what a value is, how descriptors are parsed, where lookups may go, and which
 //! descriptors each scope holds. Nothing here knows about HTTP frameworks.
 
+pub mod discovery;
+pub mod fetch;
 pub mod origin;
 pub mod registry;
+pub mod resolver;
+pub mod session_key;
 pub mod source;
 pub mod value;

@@ -8,4 +8,5 @@ mod bad_input;
 mod canary;
 mod health;
 mod process;
+mod resolve;
 mod secrets_api;

@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod bin;
+pub mod fake_settings;
 
 use std::time::Duration;
 
@@ -44,7 +45,7 @@ impl TestApp {
         let keys = ApiKeys::load(&config.auth).expect("keys load");
         let listener = Listener::bind(&config.listen).await.expect("bind port 0");
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let state = AppState::new(&config, keys);
+        let state = AppState::new(&config, keys).expect("state builds");
         tokio::spawn(serve(listener, state.clone(), std::future::pending()));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
         // Poll readiness rather than assume the serving task already ran.
