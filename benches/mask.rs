@@ -49,10 +49,38 @@ fn secrets(rng: &mut Rng) -> Vec<Vec<u8>> {
 fn log_text(rng: &mut Rng, secrets: &[Vec<u8>], patterns: &[Vec<u8>]) -> Vec<u8> {
     const LEVELS: &[&str] = &["INFO ", "DEBUG", "WARN ", "INFO ", "ERROR"];
     const WORDS: &[&str] = &[
-        "request", "processed", "batch", "of", "items", "connection", "opened", "to",
-        "database", "cache", "miss", "for", "key", "user", "session", "refreshed",
-        "upload", "completed", "in", "retrying", "after", "timeout", "the", "worker",
-        "queue", "drained", "config", "loaded", "from", "disk", "status", "ok",
+        "request",
+        "processed",
+        "batch",
+        "of",
+        "items",
+        "connection",
+        "opened",
+        "to",
+        "database",
+        "cache",
+        "miss",
+        "for",
+        "key",
+        "user",
+        "session",
+        "refreshed",
+        "upload",
+        "completed",
+        "in",
+        "retrying",
+        "after",
+        "timeout",
+        "the",
+        "worker",
+        "queue",
+        "drained",
+        "config",
+        "loaded",
+        "from",
+        "disk",
+        "status",
+        "ok",
     ];
     let mut out = Vec::with_capacity(INPUT_BYTES + 512);
     let mut line = 0u64;
@@ -111,11 +139,8 @@ fn bench(c: &mut Criterion) {
         .expect("mask set builds");
     let build = started.elapsed();
     let masker = set.masker();
-    let derived: Vec<Vec<u8>> = values
-        .iter()
-        .flat_map(|v| mask::derive_patterns(v, MIN_LEN))
-        .map(|p| p.to_vec())
-        .collect();
+    let derived: Vec<Vec<u8>> =
+        values.iter().flat_map(|v| mask::derive_patterns(v, MIN_LEN)).map(|p| p.to_vec()).collect();
     let input = log_text(&mut rng, &values, &derived);
     println!(
         "mask bench: {} values, {} patterns, {} pattern bytes, longest {}, built in {:?}",

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod hardening;
+pub mod reaper;
 pub mod secrets;
 pub mod server;
 pub mod state;

@@ -4,10 +4,11 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use secret_sidecar::config::{Cli, Command, Config, Env};
-use secret_sidecar::{hardening, server, telemetry};
+use secret_sidecar::{hardening, reaper, server, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    reaper::reap_if_pid1();
     let args = match cli.command {
         Some(Command::Serve(args)) => args,
         None => cli.serve,

@@ -6,6 +6,7 @@ pub mod fetch;
 pub mod origin;
 pub mod registry;
 pub mod resolver;
+pub mod select;
 pub mod session_key;
 pub mod source;
 pub mod value;

@@ -8,5 +8,6 @@ mod bad_input;
 mod canary;
 mod health;
 mod process;
+mod lookup_process;
 mod resolve;
 mod secrets_api;
