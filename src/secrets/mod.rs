@@ -1,8 +1,10 @@
-//! Secrets: what a value is, how descriptors are parsed, where lookups may go, and which
-//! descriptors each scope holds. Nothing here knows about HTTP frameworks.
+//! Secrets: what a value is, how descriptors are parsed, where lookups may go, which
+//! descriptors each scope holds, and how one lookup is fetched. Nothing here knows about HTTP
+//! frameworks.
 
 pub mod discovery;
 pub mod fetch;
+pub mod guard;
 pub mod origin;
 pub mod registry;
 pub mod resolver;

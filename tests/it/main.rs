@@ -6,6 +6,7 @@ mod common;
 mod auth;
 mod bad_input;
 mod canary;
+mod fetch;
 mod health;
 mod process;
 mod lookup_process;
