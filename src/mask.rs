@@ -284,11 +284,12 @@ fn emit(
     let out_of_range = || MaskError::Search("emit range out of bounds".into());
     let mut cur = 0;
     for &(start, end) in regions {
-        if let Some(h) = open.as_mut()
-            && start <= *h
-        {
-            *h = (*h).max(end);
-            continue;
+        match open {
+            Some(h) if start <= *h => {
+                *h = (*h).max(end);
+                continue;
+            }
+            _ => {}
         }
         if start >= decided {
             break;
@@ -644,14 +645,14 @@ impl MaskSet {
     fn add(&self, inner: &mut Inner, key: &str, value: &[u8]) -> Result<Added, MaskError> {
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        if let Some(history) = inner.keys.get_mut(key)
-            && let Some(i) = history.iter().position(|s| s.value.as_slice() == value)
-        {
-            if let Some(mut stored) = history.remove(i) {
-                stored.seq = seq;
-                history.push_back(stored);
+        if let Some(history) = inner.keys.get_mut(key) {
+            if let Some(i) = history.iter().position(|s| s.value.as_slice() == value) {
+                if let Some(mut stored) = history.remove(i) {
+                    stored.seq = seq;
+                    history.push_back(stored);
+                }
+                return Ok(Added::Present);
             }
-            return Ok(Added::Present);
         }
         if !self.is_maskable(value) {
             return Err(MaskError::TooShort { len: value.len(), min_len: self.min_len });
@@ -1188,11 +1189,19 @@ mod tests {
     proptest! {
         #[test]
         fn stream_matches_one_shot_and_hides_everything(
-            vals in prop::collection::vec("[ab]{1,6}", 1..4),
-            text in "[ab ]{0,80}",
-            cuts in prop::collection::vec(0usize..20, 0..10),
+            // Lengths up to 14 exercise both the plain search (shortest
+            // pattern under 6) and the sampling filter.
+            vals in prop::collection::vec("[ab]{1,14}", 1..4),
+            segments in prop::collection::vec((0usize..5, "[ab ]{0,8}"), 0..14),
+            cuts in prop::collection::vec(0usize..24, 0..10),
             derived in any::<bool>(),
         ) {
+            // Junk interleaved with the values themselves, so matches are common.
+            let mut text = String::new();
+            for (i, junk) in &segments {
+                text.push_str(junk);
+                text.push_str(vals.get(*i).map_or("", String::as_str));
+            }
             let masker = if derived {
                 let set = MaskSet::new(1);
                 for (i, v) in vals.iter().enumerate() {

@@ -193,7 +193,11 @@ impl Resolver {
             SecretSource::Lookup(l) => l,
         };
         if never_cached(lookup) {
-            // Never cached: every use fetches (still in its own task, still bounded).
+            // Values are never cached, but a recent failure (or the stale value served after
+            // one) is, so an outage does not turn into a retry storm.
+            if let Some(recent) = self.inner.cache.get(&entry.generation).await {
+                return recent.to_result();
+            }
             return self.join_or_spawn(entry).await.to_result();
         }
         let key = entry.generation;
@@ -298,7 +302,9 @@ impl Resolver {
                     let entry = entry.clone();
                     tokio::spawn(async move {
                         let outcome = Arc::new(this.fetch_outcome(&entry).await);
-                        if !matches!(&entry.source, SecretSource::Lookup(l) if never_cached(l)) {
+                        let is_value = matches!(*outcome, Outcome::Fresh { .. });
+                        if !(is_value && matches!(&entry.source, SecretSource::Lookup(l) if never_cached(l)))
+                        {
                             this.inner.cache.insert(key, outcome.clone()).await;
                         }
                         let _ = tx.send(Some(outcome));

@@ -29,7 +29,11 @@ pub struct Selection {
 
 /// Selects from `in_scope` (names the command's scope can export) for `command`.
 /// Explicitly listed names that are not in scope are kept, so the caller can report them.
-pub fn select<'a>(command: &str, in_scope: impl IntoIterator<Item = &'a str>, requested: &Requested) -> Selection {
+pub fn select<'a>(
+    command: &str,
+    in_scope: impl IntoIterator<Item = &'a str>,
+    requested: &Requested,
+) -> Selection {
     let in_scope: BTreeSet<&str> = in_scope.into_iter().collect();
     let mut sel = Selection::default();
     match requested {
@@ -97,7 +101,10 @@ mod tests {
     fn dollar_forms_are_explicit() {
         let scope = ["API_KEY", "TOKEN", "DB"];
         assert_eq!(sel("echo $API_KEY", &scope, Requested::Referenced), (v(&["API_KEY"]), v(&[])));
-        assert_eq!(sel("echo ${TOKEN:-x} ${DB}", &scope, Requested::Referenced), (v(&["DB", "TOKEN"]), v(&[])));
+        assert_eq!(
+            sel("echo ${TOKEN:-x} ${DB}", &scope, Requested::Referenced),
+            (v(&["DB", "TOKEN"]), v(&[]))
+        );
         // `$API_KEYS` names another variable: API_KEY is only an implicit (substring) match.
         assert_eq!(sel("echo $API_KEYS", &scope, Requested::Referenced), (v(&[]), v(&["API_KEY"])));
         // Not in scope: an ordinary shell variable, not a secret.
@@ -109,14 +116,20 @@ mod tests {
         let scope = ["SHORT", "LONG", "API", "API_KEY"];
         assert_eq!(sel("echo $short_long", &scope, Requested::Referenced), (v(&[]), v(&["LONG", "SHORT"])));
         assert_eq!(sel("mySHORTcut", &scope, Requested::Referenced), (v(&[]), v(&["SHORT"])));
-        assert_eq!(sel("export API_KEY=$API_KEY", &scope, Requested::Referenced), (v(&["API_KEY"]), v(&["API"])));
+        assert_eq!(
+            sel("export API_KEY=$API_KEY", &scope, Requested::Referenced),
+            (v(&["API_KEY"]), v(&["API"]))
+        );
         assert_eq!(sel("echo hello", &scope, Requested::Referenced), (v(&[]), v(&[])));
     }
 
     #[test]
     fn lists_and_all() {
         let scope = ["A", "B"];
-        assert_eq!(sel("true", &scope, Requested::Names(v(&["A", "MISSING"]))), (v(&["A", "MISSING"]), v(&[])));
+        assert_eq!(
+            sel("true", &scope, Requested::Names(v(&["A", "MISSING"]))),
+            (v(&["A", "MISSING"]), v(&[]))
+        );
         assert_eq!(sel("echo b", &scope, Requested::Names(v(&["A"]))), (v(&["A"]), v(&["B"])));
         assert_eq!(sel("true", &scope, Requested::All), (v(&["A", "B"]), v(&[])));
     }

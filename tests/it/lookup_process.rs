@@ -11,7 +11,9 @@ use crate::common::fake_settings::FakeSettings;
 const KEY: &str = "bin-session-key";
 
 async fn call(app: &BinApp, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
-    let mut r = reqwest::Client::new().request(method, format!("{}{path}", app.base)).header("X-Session-API-Key", KEY);
+    let mut r = reqwest::Client::new()
+        .request(method, format!("{}{path}", app.base))
+        .header("X-Session-API-Key", KEY);
     if let Some(b) = body {
         r = r.json(&b);
     }
@@ -36,7 +38,13 @@ async fn proxy_variables_in_the_environment_are_not_used() {
         ],
     )
     .unwrap();
-    call(&app, reqwest::Method::POST, "/api/secrets", Some(json!({"secrets": {"P": {"kind": "LookupSecret", "url": fake.url("P")}}}))).await;
+    call(
+        &app,
+        reqwest::Method::POST,
+        "/api/secrets",
+        Some(json!({"secrets": {"P": {"kind": "LookupSecret", "url": fake.url("P")}}})),
+    )
+    .await;
     let r = call(&app, reqwest::Method::POST, "/api/secrets/resolve", Some(json!({}))).await;
     assert_eq!(r["resolved"], json!(["P"]), "{r}");
     assert_eq!(fake.hits("P"), 1);
@@ -64,7 +72,9 @@ async fn discovery_runs_at_start() {
         assert!(std::time::Instant::now() < deadline, "discovery never ran");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let r = call(&app, reqwest::Method::POST, "/api/secrets/resolve", Some(json!({"names": ["GITHUB_TOKEN"]}))).await;
+    let r =
+        call(&app, reqwest::Method::POST, "/api/secrets/resolve", Some(json!({"names": ["GITHUB_TOKEN"]})))
+            .await;
     assert_eq!(r["resolved"], json!(["GITHUB_TOKEN"]));
     assert_eq!(fake.seen_keys().last().unwrap().as_deref(), Some(KEY));
 }
@@ -81,5 +91,9 @@ fn a_failing_discovery_does_not_block_readiness() {
     if let Ok(out) = ready {
         assert_eq!(String::from_utf8_lossy(&out.stdout), r#"{"status":"ready"}"#);
     }
-    assert!(app.wait_for_log(|l| l.contains("secret discovery failed"), Duration::from_secs(15)).is_some(), "{}", app.logs());
+    assert!(
+        app.wait_for_log(|l| l.contains("secret discovery failed"), Duration::from_secs(15)).is_some(),
+        "{}",
+        app.logs()
+    );
 }

@@ -8,7 +8,7 @@ mod bad_input;
 mod canary;
 mod fetch;
 mod health;
-mod process;
 mod lookup_process;
+mod process;
 mod resolve;
 mod secrets_api;

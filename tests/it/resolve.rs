@@ -108,7 +108,7 @@ async fn transient_errors_are_retried_within_the_deadline() {
 async fn a_stalled_server_hits_the_deadline() {
     let fake = FakeSettings::start(KEY).await;
     fake.set("S", b"late", None);
-    let app = app_for(&fake, &["--lookup-timeout", "1"]).await;
+    let app = TestApp::spawn_with(&["--settings-url", &fake.base, "--lookup-timeout", "1"], &[]).await;
     register(&app, "S", lookup(&fake.url("S"))).await;
     for _ in 0..3 {
         fake.fault("S", Fault::Delay(Duration::from_secs(30)));

@@ -129,24 +129,24 @@ fn detail(status: StatusCode, msg: &str) -> Response {
     (status, axum::Json(serde_json::json!({"detail": msg}))).into_response()
 }
 
-/// The real API's key check: 401 missing/unknown, 403 another sandbox's key.
-fn check_key(inner: &Inner, sid: &str, headers: &HeaderMap) -> Result<(), Response> {
+/// The real API's key check: 401 missing/unknown, 403 another sandbox's key (the error response, if any).
+fn check_key(inner: &Inner, sid: &str, headers: &HeaderMap) -> Option<Response> {
     let Some(key) = headers.get("x-session-api-key").and_then(|v| v.to_str().ok()) else {
-        return Err(detail(StatusCode::UNAUTHORIZED, "X-Session-API-Key header is required"));
+        return Some(detail(StatusCode::UNAUTHORIZED, "X-Session-API-Key header is required"));
     };
     match inner.keys.iter().find(|(_, k)| k.as_str() == key) {
-        None => Err(detail(StatusCode::UNAUTHORIZED, "Invalid session API key")),
+        None => Some(detail(StatusCode::UNAUTHORIZED, "Invalid session API key")),
         Some((owner, _)) if owner != sid => {
-            Err(detail(StatusCode::FORBIDDEN, "Session API key does not match sandbox"))
+            Some(detail(StatusCode::FORBIDDEN, "Session API key does not match sandbox"))
         }
-        Some(_) => Ok(()),
+        Some(_) => None,
     }
 }
 
 async fn list(State(inner): Shared, Path(sid): Path<String>, headers: HeaderMap) -> Response {
     record(&inner, "<list>", &headers);
     let s = inner.lock().unwrap();
-    if let Err(r) = check_key(&s, &sid, &headers) {
+    if let Some(r) = check_key(&s, &sid, &headers) {
         return r;
     }
     let mut items: Vec<_> =
@@ -195,7 +195,7 @@ async fn answer(inner: &Arc<Mutex<Inner>>, name: &str, sid: Option<&str>, header
         return detail(StatusCode::from_u16(code).unwrap(), "outage");
     }
     if let Some(sid) = sid {
-        if let Err(r) = check_key(&s, sid, headers) {
+        if let Some(r) = check_key(&s, sid, headers) {
             return r;
         }
     }
