@@ -439,10 +439,14 @@ impl Filter {
         Ok(())
     }
 }
+
+/// Little-endian value of up to 8 bytes, zero-padded (same layout as the
+/// hot loop's 8-byte loads once masked to `q` bytes).
 fn load_gram(bytes: &[u8]) -> u64 {
     let mut buf = [0u8; 8];
-    let n = bytes.len().min(8);
-    buf[..n].copy_from_slice(&bytes[..n]);
+    for (dst, src) in buf.iter_mut().zip(bytes) {
+        *dst = *src;
+    }
     u64::from_le_bytes(buf)
 }
 
