@@ -3,6 +3,7 @@
 //! frameworks.
 
 pub mod discovery;
+pub mod export;
 pub mod fetch;
 pub mod guard;
 pub mod origin;

@@ -1,0 +1,114 @@
+//! Gathering the secrets one command uses: select names from the scope, resolve them
+//! concurrently, and sort the results into exported, skipped and missing.
+//!
+//! It applies the alias rule too: a discovered name with lowercase letters (`github_token`)
+//! is also offered under its upper-case form unless that name is registered itself. It
+//! decides nothing about HTTP: whether a missing explicit secret fails the request is the
+//! caller's policy.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use tokio::task::JoinSet;
+
+use super::registry::{Entry, Origin, Registry, ScopeId};
+use super::resolver::Resolver;
+use super::select::{Requested, select};
+use super::value::SecretValue;
+
+/// A secret that could not be exported, and why (no value in the message).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Unavailable {
+    pub name: String,
+    pub error: String,
+}
+
+/// What a command gets.
+#[derive(Debug, Default)]
+pub struct Gathered {
+    /// Name and value to export, sorted by name.
+    pub exports: Vec<(String, SecretValue)>,
+    /// Exported names served stale.
+    pub stale: Vec<String>,
+    /// Implicit names that could not be exported.
+    pub skipped: Vec<String>,
+    /// Explicit names that could not be exported.
+    pub missing: Vec<Unavailable>,
+}
+
+impl Gathered {
+    /// The exported names, sorted.
+    pub fn exported(&self) -> Vec<String> {
+        self.exports.iter().map(|(n, _)| n.clone()).collect()
+    }
+}
+
+/// The names `scope` can export, aliases included, each with its entry.
+pub fn exportable(registry: &Registry, scope: &ScopeId) -> BTreeMap<String, Arc<Entry>> {
+    let mut names: BTreeMap<String, Arc<Entry>> = BTreeMap::new();
+    let visible = registry.effective(scope);
+    for v in &visible {
+        names.insert(v.entry.name.to_string(), v.entry.clone());
+    }
+    for v in &visible {
+        let name = v.entry.name.as_str();
+        let upper = name.to_ascii_uppercase();
+        if v.entry.origin == Origin::Discovery && upper != name && !names.contains_key(&upper) {
+            names.insert(upper, v.entry.clone());
+        }
+    }
+    names
+}
+
+/// Selects and resolves the secrets `command` uses in `scope`.
+pub async fn gather(
+    registry: &Registry,
+    resolver: &Resolver,
+    scope: &ScopeId,
+    command: &str,
+    requested: &Requested,
+) -> Gathered {
+    let names = exportable(registry, scope);
+    let selection = select(command, names.keys().map(String::as_str), requested);
+    let mut out = Gathered::default();
+    let mut tasks = JoinSet::new();
+    for (name, explicit) in selection
+        .explicit
+        .iter()
+        .map(|n| (n, true))
+        .chain(selection.implicit.iter().map(|n| (n, false)))
+    {
+        let Some(entry) = names.get(name).cloned() else {
+            out.missing.push(Unavailable { name: name.clone(), error: format!("secret {name} is not registered") });
+            continue;
+        };
+        let (resolver, name) = (resolver.clone(), name.clone());
+        tasks.spawn(async move { (name, explicit, resolver.resolve(&entry).await) });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        let Ok((name, explicit, result)) = joined else { continue };
+        let failure = match result {
+            Ok(r) => match r.value {
+                Some(value) => {
+                    if r.stale {
+                        out.stale.push(name.clone());
+                    }
+                    out.exports.push((name, value));
+                    continue;
+                }
+                None => format!("secret {name} has no value"),
+            },
+            Err(e) => e.to_string(),
+        };
+        if explicit {
+            out.missing.push(Unavailable { name, error: failure });
+        } else {
+            out.skipped.push(name);
+        }
+    }
+    out.exports.sort_by(|a, b| a.0.cmp(&b.0));
+    out.stale.sort();
+    out.skipped.sort();
+    out.missing.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
