@@ -93,9 +93,7 @@ struct Compiled {
 impl Masker {
     /// A masker with no patterns: output passes through unchanged.
     pub fn empty() -> Self {
-        Self {
-            state: State::Empty,
-        }
+        Self { state: State::Empty }
     }
 
     /// Compiles `patterns` (empty ones are ignored). A build failure yields a
@@ -118,17 +116,11 @@ impl Masker {
         if patterns.is_empty() {
             return Self::empty();
         }
-        let ac = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .build(patterns);
+        let ac = AhoCorasick::builder().match_kind(MatchKind::Standard).build(patterns);
         let state = match ac {
             Ok(ac) => {
                 let max_len = patterns.iter().map(|p| p.len()).max().unwrap_or(0);
-                State::Ready(Box::new(Compiled {
-                    ac,
-                    filter: Filter::build(patterns),
-                    max_len,
-                }))
+                State::Ready(Box::new(Compiled { ac, filter: Filter::build(patterns), max_len }))
             }
             Err(e) => {
                 tracing::error!(patterns = patterns.len(), "mask automaton build failed");
@@ -206,17 +198,16 @@ impl Compiled {
         let mut regions = Regions::default();
         match &self.filter {
             None => self.verify(hay, 0, hay.len(), &mut regions)?,
-            Some(filter) => filter.scan(hay, self.max_len, |start, end| {
-                self.verify(hay, start, end, &mut regions)
-            })?,
+            Some(filter) => {
+                filter.scan(hay, self.max_len, |start, end| self.verify(hay, start, end, &mut regions))?
+            }
         }
         Ok(regions.finish())
     }
 
     fn verify(&self, hay: &[u8], start: usize, end: usize, regions: &mut Regions) -> Result<(), MaskError> {
-        let slice = hay
-            .get(start..end)
-            .ok_or_else(|| MaskError::Search("candidate window out of range".into()))?;
+        let slice =
+            hay.get(start..end).ok_or_else(|| MaskError::Search("candidate window out of range".into()))?;
         let iter = self
             .ac
             .try_find_overlapping_iter(Input::new(slice))
@@ -293,11 +284,12 @@ fn emit(
     let out_of_range = || MaskError::Search("emit range out of bounds".into());
     let mut cur = 0;
     for &(start, end) in regions {
-        if let Some(h) = open.as_mut()
-            && start <= *h
-        {
-            *h = (*h).max(end);
-            continue;
+        match open {
+            Some(h) if start <= *h => {
+                *h = (*h).max(end);
+                continue;
+            }
+            _ => {}
         }
         if start >= decided {
             break;
@@ -323,8 +315,8 @@ fn emit(
 /// Sampling filter that finds the few places worth an overlapping search.
 ///
 /// Every pattern is at least `min_len` long, so an occurrence always contains
-/// a `q`-gram starting at a multiple of `stride = min_len - q + 1` and at
-/// most `stride - 1` bytes into the occurrence. Those leading q-grams of all
+/// a `q`-gram starting at a multiple of any `stride <= min_len - q + 1` and
+/// at most `stride - 1` bytes into the occurrence. Those leading q-grams of all
 /// patterns go into a blocked Bloom filter (backed by the exact sorted set,
 /// consulted only on Bloom hits); the text is probed once every `stride`
 /// bytes, and only windows around confirmed grams are searched. No false
@@ -447,10 +439,14 @@ impl Filter {
         Ok(())
     }
 }
+
+/// Little-endian value of up to 8 bytes, zero-padded (same layout as the
+/// hot loop's 8-byte loads once masked to `q` bytes).
 fn load_gram(bytes: &[u8]) -> u64 {
     let mut buf = [0u8; 8];
-    let n = bytes.len().min(8);
-    buf[..n].copy_from_slice(&bytes[..n]);
+    for (dst, src) in buf.iter_mut().zip(bytes) {
+        *dst = *src;
+    }
     u64::from_le_bytes(buf)
 }
 
@@ -474,13 +470,10 @@ pub struct StreamMasker {
 }
 
 impl StreamMasker {
-    /// Starts a stream masked with `masker`.
+    /// Starts a stream masked with `masker`. The masker is fixed for the
+    /// stream's life, so take it after inserting the values the command gets.
     pub fn new(masker: Arc<Masker>) -> Self {
-        Self {
-            masker,
-            held: Zeroizing::new(Vec::new()),
-            open: None,
-        }
+        Self { masker, held: Zeroizing::new(Vec::new()), open: None }
     }
 
     /// Adds `chunk` and returns the bytes that are safe to emit now.
@@ -501,11 +494,7 @@ impl StreamMasker {
             Some(c) => (c.regions(work)?, c.max_len.saturating_sub(1)),
             None => (Vec::new(), 0),
         };
-        let decided = if last {
-            work.len()
-        } else {
-            utf8_boundary(work, work.len().saturating_sub(keep))
-        };
+        let decided = if last { work.len() } else { utf8_boundary(work, work.len().saturating_sub(keep)) };
         let mut out = Vec::with_capacity(decided + REPLACEMENT.len());
         emit(work, &regions, &mut self.open, decided, &mut out)?;
         self.held.drain(..decided);
@@ -660,36 +649,25 @@ impl MaskSet {
     fn add(&self, inner: &mut Inner, key: &str, value: &[u8]) -> Result<Added, MaskError> {
         let seq = inner.next_seq;
         inner.next_seq += 1;
-        if let Some(history) = inner.keys.get_mut(key)
-            && let Some(i) = history.iter().position(|s| s.value.as_slice() == value)
-        {
-            if let Some(mut stored) = history.remove(i) {
-                stored.seq = seq;
-                history.push_back(stored);
+        if let Some(history) = inner.keys.get_mut(key) {
+            if let Some(i) = history.iter().position(|s| s.value.as_slice() == value) {
+                if let Some(mut stored) = history.remove(i) {
+                    stored.seq = seq;
+                    history.push_back(stored);
+                }
+                return Ok(Added::Present);
             }
-            return Ok(Added::Present);
         }
         if !self.is_maskable(value) {
-            return Err(MaskError::TooShort {
-                len: value.len(),
-                min_len: self.min_len,
-            });
+            return Err(MaskError::TooShort { len: value.len(), min_len: self.min_len });
         }
         let patterns = derive_patterns(value, self.min_len);
         let bytes = patterns.iter().map(|p| p.len()).sum();
         if bytes > self.max_pattern_bytes {
-            return Err(MaskError::TooLarge {
-                bytes,
-                limit: self.max_pattern_bytes,
-            });
+            return Err(MaskError::TooLarge { bytes, limit: self.max_pattern_bytes });
         }
         let history = inner.keys.entry(key.to_owned()).or_default();
-        history.push_back(Stored {
-            seq,
-            value: Zeroizing::new(value.to_vec()),
-            patterns,
-            bytes,
-        });
+        history.push_back(Stored { seq, value: Zeroizing::new(value.to_vec()), patterns, bytes });
         let mut dropped_bytes = 0;
         let mut dropped = 0;
         while history.len() > MAX_PREVIOUS_VALUES + 1 {
@@ -720,7 +698,9 @@ impl MaskSet {
                 .min()
                 .map(|(_, k)| k.clone());
             let Some(key) = oldest else { break };
-            let Some(history) = inner.keys.get_mut(&key) else { break };
+            let Some(history) = inner.keys.get_mut(&key) else {
+                break;
+            };
             if let Some(old) = history.pop_front() {
                 inner.pattern_bytes -= old.bytes;
                 inner.values -= 1;
@@ -749,10 +729,7 @@ impl MaskSet {
 
     /// Total pattern bytes held (counted per value, before deduplication).
     pub fn pattern_bytes(&self) -> usize {
-        self.inner
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pattern_bytes
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).pattern_bytes
     }
 
     /// Number of values held across all keys.
@@ -834,12 +811,7 @@ mod tests {
     }
 
     fn case(name: &'static str, source: Source, input: impl AsRef<[u8]>, expect: Expect) -> Case {
-        Case {
-            name,
-            source,
-            input: input.as_ref().to_vec(),
-            expect,
-        }
+        Case { name, source, input: input.as_ref().to_vec(), expect }
     }
 
     fn masker_for(source: &Source) -> Arc<Masker> {
@@ -925,12 +897,7 @@ mod tests {
                 "x=tokenvalue123;",
                 exact(format!("x={H};")),
             ),
-            case(
-                "below min length is not masked",
-                values(4, &[b"abc"]),
-                "abc abc",
-                exact("abc abc"),
-            ),
+            case("below min length is not masked", values(4, &[b"abc"]), "abc abc", exact("abc abc")),
             case(
                 "invalid utf-8 input",
                 values(4, &[b"secretvalue"]),
@@ -995,11 +962,7 @@ mod tests {
     }
 
     fn wrap76(s: &str, sep: &str) -> String {
-        s.as_bytes()
-            .chunks(76)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect::<Vec<_>>()
-            .join(sep)
+        s.as_bytes().chunks(76).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join(sep)
     }
 
     fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -1127,13 +1090,11 @@ mod tests {
         // 1 MiB values exceed the 4 MiB default budget by one. A shared prefix
         // keeps the automaton (and so the test) small.
         let common = pseudo_random(1024 * 1024 - 16, 10);
-        let vals: Vec<Vec<u8>> = (0..5)
-            .map(|i| [common.as_slice(), &pseudo_random(16, 11 + i)].concat())
-            .collect();
+        let vals: Vec<Vec<u8>> =
+            (0..5).map(|i| [common.as_slice(), &pseudo_random(16, 11 + i)].concat()).collect();
         let keys: Vec<String> = (0..5).map(|i| format!("s/BIG{i}")).collect();
         let set = MaskSet::new(8);
-        set.extend(keys.iter().map(String::as_str).zip(vals.iter().map(Vec::as_slice)))
-            .expect("extend");
+        set.extend(keys.iter().map(String::as_str).zip(vals.iter().map(Vec::as_slice))).expect("extend");
         assert!(set.pattern_bytes() <= DEFAULT_MAX_PATTERN_BYTES);
         assert_eq!(set.value_count(), 4);
         let m = set.masker();
@@ -1141,10 +1102,7 @@ mod tests {
         assert_eq!(m.mask(&vals[4]).expect("mask"), REPLACEMENT);
         // A value that could never fit is refused rather than silently dropped.
         let small = MaskSet::with_max_pattern_bytes(4, 100);
-        assert!(matches!(
-            small.insert("s/X", &pseudo_random(200, 3)),
-            Err(MaskError::TooLarge { .. })
-        ));
+        assert!(matches!(small.insert("s/X", &pseudo_random(200, 3)), Err(MaskError::TooLarge { .. })));
     }
 
     #[test]
@@ -1159,9 +1117,7 @@ mod tests {
 
     #[test]
     fn failed_masker_fails_closed() {
-        let m = Arc::new(Masker {
-            state: State::Failed("test".into()),
-        });
+        let m = Arc::new(Masker { state: State::Failed("test".into()) });
         assert!(m.mask(b"anything").is_err());
         let mut out = b"kept".to_vec();
         assert!(m.mask_into(b"anything", &mut out).is_err());
@@ -1237,20 +1193,28 @@ mod tests {
     proptest! {
         #[test]
         fn stream_matches_one_shot_and_hides_everything(
-            vals in prop::collection::vec("[ab]{1,6}", 1..4),
-            text in "[ab ]{0,80}",
-            cuts in prop::collection::vec(0usize..20, 0..10),
+            // Lengths up to 14 exercise both the plain search (shortest
+            // pattern under 6) and the sampling filter.
+            vals in prop::collection::vec("[ab]{1,14}", 1..4),
+            segments in prop::collection::vec((0usize..5, "[ab ]{0,8}"), 0..14),
+            cuts in prop::collection::vec(0usize..24, 0..10),
             derived in any::<bool>(),
         ) {
-            let masker = Arc::new(if derived {
+            // Junk interleaved with the values themselves, so matches are common.
+            let mut text = String::new();
+            for (i, junk) in &segments {
+                text.push_str(junk);
+                text.push_str(vals.get(*i).map_or("", String::as_str));
+            }
+            let masker = if derived {
                 let set = MaskSet::new(1);
                 for (i, v) in vals.iter().enumerate() {
                     let _ = set.insert(&format!("p/{i}"), v.as_bytes());
                 }
-                return_masker(&set)
+                set.masker()
             } else {
-                Masker::from_patterns(&vals)
-            });
+                Arc::new(Masker::from_patterns(&vals))
+            };
             let input = text.as_bytes();
             let want = masker.mask(input).expect("mask");
             let mut s = StreamMasker::new(Arc::clone(&masker));
@@ -1264,10 +1228,5 @@ mod tests {
                 prop_assert!(!contains(&want, v.as_bytes()));
             }
         }
-    }
-
-    fn return_masker(set: &MaskSet) -> Masker {
-        // Rebuild from the set's state so the proptest owns a plain Masker.
-        set.inner.lock().unwrap_or_else(PoisonError::into_inner).build()
     }
 }

@@ -33,10 +33,7 @@ pub fn derive_patterns(value: &[u8], min_len: usize) -> Vec<Zeroizing<Vec<u8>>> 
     if !is_maskable(value, min_len) {
         return Vec::new();
     }
-    let mut out = Patterns {
-        min_len: min_len.max(1),
-        list: Vec::new(),
-    };
+    let mut out = Patterns { min_len: min_len.max(1), list: Vec::new() };
     out.add(value);
     let trimmed = trim_line_ends(value);
     out.add(trimmed);
@@ -48,11 +45,8 @@ pub fn derive_patterns(value: &[u8], min_len: usize) -> Vec<Zeroizing<Vec<u8>>> 
     }
     // A value read from a file often carries a newline that the shell strips
     // before encoding it, so both forms are encoded.
-    let bases: &[&[u8]] = if trimmed.len() != value.len() && !trimmed.is_empty() {
-        &[value, trimmed]
-    } else {
-        &[value]
-    };
+    let bases: &[&[u8]] =
+        if trimmed.len() != value.len() && !trimmed.is_empty() { &[value, trimmed] } else { &[value] };
     for base in bases {
         add_base64(&mut out, base);
         add_percent(&mut out, base);
@@ -128,11 +122,7 @@ fn add_base64(out: &mut Patterns, value: &[u8]) {
 }
 
 fn hex_digit(nibble: u8, upper: bool) -> u8 {
-    let digits: &[u8; 16] = if upper {
-        b"0123456789ABCDEF"
-    } else {
-        b"0123456789abcdef"
-    };
+    let digits: &[u8; 16] = if upper { b"0123456789ABCDEF" } else { b"0123456789abcdef" };
     digits[usize::from(nibble & 0xf)]
 }
 
@@ -144,9 +134,7 @@ fn add_percent(out: &mut Patterns, value: &[u8]) {
             let mut enc = Zeroizing::new(Vec::with_capacity(value.len() * 3));
             for &b in value {
                 match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                        enc.push(b)
-                    }
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => enc.push(b),
                     b'/' if keep_slash => enc.push(b),
                     b' ' if plus_space => enc.push(b'+'),
                     _ => enc.extend_from_slice(&[b'%', hex_digit(b >> 4, upper), hex_digit(b, upper)]),
@@ -204,10 +192,7 @@ mod tests {
     use super::*;
 
     fn derived(value: &[u8], min_len: usize) -> Vec<Vec<u8>> {
-        derive_patterns(value, min_len)
-            .iter()
-            .map(|p| p.to_vec())
-            .collect()
+        derive_patterns(value, min_len).iter().map(|p| p.to_vec()).collect()
     }
 
     fn has(patterns: &[Vec<u8>], p: &[u8]) -> bool {
