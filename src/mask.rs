@@ -174,11 +174,9 @@ impl Masker {
             out.extend_from_slice(input);
             return Ok(());
         };
-        let regions = c.regions(input)?;
         let before = out.len();
         out.reserve(input.len());
-        let mut open = None;
-        emit(input, &regions, &mut open, input.len(), out).inspect_err(|_| out.truncate(before))
+        c.mask_blocks(input, out).inspect_err(|_| out.truncate(before))
     }
 }
 
@@ -203,6 +201,26 @@ impl Compiled {
             }
         }
         Ok(regions.finish())
+    }
+
+    /// One-shot masking done block by block, with the same decision rule as
+    /// [`StreamMasker`] but without copying the input: each block is copied
+    /// out while it is still in cache, and region lists stay small.
+    fn mask_blocks(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), MaskError> {
+        let keep = self.max_len.saturating_sub(1);
+        let block = ONE_SHOT_BLOCK.max(2 * self.max_len);
+        let mut start = 0;
+        let mut open = None;
+        while start < input.len() {
+            let end = input.len().min(start.saturating_add(block));
+            let work = input.get(start..end).ok_or_else(|| MaskError::Search("block out of range".into()))?;
+            let regions = self.regions(work)?;
+            let decided = if end == input.len() { work.len() } else { work.len() - keep };
+            emit(work, &regions, &mut open, decided, out)?;
+            open = open.and_then(|h: usize| h.checked_sub(decided));
+            start += decided;
+        }
+        Ok(())
     }
 
     fn verify(&self, hay: &[u8], start: usize, end: usize, regions: &mut Regions) -> Result<(), MaskError> {
@@ -329,6 +347,10 @@ struct Filter {
     bloom: Box<[u64]>,
     grams: Zeroizing<Vec<u64>>,
 }
+
+/// Bytes masked per step by [`Masker::mask`]: small enough to stay in L2
+/// between scanning and copying.
+const ONE_SHOT_BLOCK: usize = 256 * 1024;
 
 /// Below this, q-grams are too short to be selective; search everything.
 const FILTER_MIN_PATTERN_LEN: usize = 6;
@@ -1047,6 +1069,41 @@ mod tests {
         out.extend(s.push(b"aab").expect("push"));
         out.extend(s.finish().expect("finish"));
         assert_eq!(out, format!("{H}b").into_bytes());
+    }
+
+    /// Whole-input reference: all regions at once, no blocks.
+    fn reference(masker: &Masker, input: &[u8]) -> Vec<u8> {
+        let Ok(Some(c)) = masker.compiled() else { return input.to_vec() };
+        let regions = c.regions(input).expect("regions");
+        let mut out = Vec::new();
+        emit(input, &regions, &mut None, input.len(), &mut out).expect("emit");
+        out
+    }
+
+    #[test]
+    fn one_shot_blocks_match_whole_input_search() {
+        let value = pseudo_random(40, 21);
+        let set = MaskSet::new(8);
+        set.insert("s/B", &value).expect("insert");
+        let masker = set.masker();
+        let runs = Masker::from_patterns(["aaaa", "aab"]);
+        let b64 = STANDARD.encode(&value);
+        for shift in [0usize, 1, 20, 39, 40, 41, 55, 56, 57] {
+            let mut input = vec![b'.'; 3 * ONE_SHOT_BLOCK];
+            for k in 1..3 {
+                let at = k * ONE_SHOT_BLOCK - shift;
+                input[at..at + value.len()].copy_from_slice(&value);
+                input[at + 100..at + 100 + b64.len()].copy_from_slice(b64.as_bytes());
+                // Adjacent occurrences merge even across a block edge.
+                input[at + value.len()..at + 2 * value.len()].copy_from_slice(&value);
+            }
+            let out = masker.mask(&input).expect("mask");
+            assert_eq!(out, reference(&masker, &input), "shift {shift}");
+            assert!(!contains(&out, &value) && !contains(&out, b64.as_bytes()));
+            let mut runs_input = vec![b'a'; 2 * ONE_SHOT_BLOCK + shift];
+            runs_input.extend_from_slice(b"b aab");
+            assert_eq!(runs.mask(&runs_input).expect("mask"), format!("{H} {H}").into_bytes());
+        }
     }
 
     #[test]
