@@ -149,6 +149,42 @@ pub struct ServeArgs {
     #[arg(long, env = "SECRET_SIDECAR_DISCOVERY_INTERVAL", default_value_t = 300)]
     pub discovery_interval: u64,
 
+    /// Shell that runs commands (absolute or on PATH) [default: bash if on PATH, else sh].
+    #[arg(long, env = "SECRET_SIDECAR_SHELL")]
+    pub shell: Option<PathBuf>,
+
+    /// Default working directory of commands [default: the sidecar's working directory].
+    #[arg(long, env = "SECRET_SIDECAR_WORKDIR")]
+    pub workdir: Option<PathBuf>,
+
+    /// Largest `timeout` a command may ask for, in seconds.
+    #[arg(long, env = "SECRET_SIDECAR_MAX_TIMEOUT", default_value_t = 3600)]
+    pub max_timeout: u64,
+
+    /// Output kept per stream of a command, in bytes (the first 64 KiB and the rest from the end).
+    #[arg(long, env = "SECRET_SIDECAR_MAX_OUTPUT_BYTES", default_value_t = 1024 * 1024)]
+    pub max_output_bytes: usize,
+
+    /// Give commands only PATH HOME USER LANG LC_* TERM TZ TMPDIR SHELL from the sidecar's environment.
+    #[arg(long, env = "SECRET_SIDECAR_PRISTINE_ENV")]
+    pub pristine_env: bool,
+
+    /// Another variable to remove from commands' environment; repeatable.
+    #[arg(long = "strip-env", env = "SECRET_SIDECAR_STRIP_ENV", value_delimiter = ',')]
+    pub strip_env: Vec<String>,
+
+    /// Most commands running at once; more get 429.
+    #[arg(long, env = "SECRET_SIDECAR_MAX_CONCURRENT_COMMANDS", default_value_t = 16)]
+    pub max_concurrent_commands: usize,
+
+    /// Refuse (424) to export a value too short to be masked, instead of exporting it unmasked.
+    #[arg(long, env = "SECRET_SIDECAR_REFUSE_UNMASKABLE")]
+    pub refuse_unmaskable: bool,
+
+    /// Requests per second the mask routes accept (bursts of twice that).
+    #[arg(long, env = "SECRET_SIDECAR_MASK_RATE", default_value_t = 20)]
+    pub mask_rate: u32,
+
     /// Values shorter than this many bytes (and derived patterns shorter than it) are not
     /// masked.
     #[arg(long, env = "SECRET_SIDECAR_MASK_MIN_LENGTH", default_value_t = 4)]
@@ -321,7 +357,20 @@ pub struct Config {
     pub sources: ParseContext,
     pub lookup: LookupConfig,
     pub discovery: Option<DiscoveryConfig>,
+    pub exec: ExecSettings,
     pub mask_min_length: usize,
+    pub mask_rate: u32,
+}
+
+/// How commands run.
+#[derive(Clone, Debug)]
+pub struct ExecSettings {
+    pub runner: crate::exec::ExecConfig,
+    pub max_timeout: Duration,
+    pub max_concurrent: usize,
+    pub refuse_unmaskable: bool,
+    /// The sidecar's environment, which commands inherit (after scrubbing).
+    pub process_env: Vec<(std::ffi::OsString, std::ffi::OsString)>,
 }
 
 /// A configuration that cannot be used; the message names the option.
@@ -417,9 +466,44 @@ impl Config {
             },
             lookup,
             discovery,
+            exec: exec_settings(args, env)?,
             mask_min_length: args.mask_min_length,
+            mask_rate: args.mask_rate,
         })
     }
+}
+
+fn exec_settings(args: &ServeArgs, env: &Env) -> Result<ExecSettings, ConfigError> {
+    let invalid = |m: String| ConfigError::Invalid(m);
+    let path = env.get("PATH").map(std::ffi::OsStr::new);
+    let shell = crate::exec::resolve_shell(args.shell.as_deref(), path)
+        .map_err(|e| invalid(format!("--shell: {e}")))?;
+    let workdir = match &args.workdir {
+        Some(w) => w.clone(),
+        None => std::env::current_dir().map_err(|e| invalid(format!("--workdir: {e}")))?,
+    };
+    if !workdir.is_dir() {
+        return Err(invalid(format!("--workdir {}: not a directory", workdir.display())));
+    }
+    if args.max_timeout == 0 || args.max_concurrent_commands == 0 || args.max_output_bytes == 0 {
+        return Err(invalid(
+            "--max-timeout, --max-concurrent-commands and --max-output-bytes must be at least 1".into(),
+        ));
+    }
+    let process_env = env.0.iter().map(|(k, v)| (k.into(), v.into())).collect();
+    Ok(ExecSettings {
+        runner: crate::exec::ExecConfig {
+            shell,
+            workdir,
+            max_output_bytes: args.max_output_bytes,
+            pristine_env: args.pristine_env,
+            strip_env: args.strip_env.clone(),
+        },
+        max_timeout: Duration::from_secs(args.max_timeout),
+        max_concurrent: args.max_concurrent_commands,
+        refuse_unmaskable: args.refuse_unmaskable,
+        process_env,
+    })
 }
 
 fn lookup_config(args: &ServeArgs, env: &Env) -> Result<LookupConfig, ConfigError> {

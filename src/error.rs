@@ -41,6 +41,9 @@ pub enum ApiError {
     /// 422 with FastAPI-style `[{loc, msg, type}]` details.
     #[error("invalid entry")]
     InvalidEntry(EntryError),
+    /// 424: explicit secrets of a command could not be exported (`on_missing: "fail"`).
+    #[error("secrets needed by the command could not be resolved")]
+    MissingSecrets(Vec<crate::secrets::export::Unavailable>),
     /// 429: a bound was hit; retry later.
     #[error("{message}")]
     TooMany { message: String, retry_after: Duration },
@@ -52,6 +55,14 @@ pub enum ApiError {
 impl From<EntryError> for ApiError {
     fn from(e: EntryError) -> Self {
         Self::InvalidEntry(e)
+    }
+}
+
+impl From<crate::exec::ExecError> for ApiError {
+    fn from(e: crate::exec::ExecError) -> Self {
+        // Logged here once; the body stays generic.
+        tracing::warn!("command could not be run: {e}");
+        Self::Unavailable
     }
 }
 
@@ -79,6 +90,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) | Self::InvalidEntry(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::MissingSecrets(_) => StatusCode::FAILED_DEPENDENCY,
             Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -98,7 +110,11 @@ impl IntoResponse for ApiError {
         if status.is_server_error() {
             tracing::warn!(status = status.as_u16(), "request failed: {self}");
         }
-        let mut response = (status, axum::Json(json!({ "detail": self.detail() }))).into_response();
+        let mut body = json!({ "detail": self.detail() });
+        if let Self::MissingSecrets(missing) = &self {
+            body["missing"] = missing.iter().map(|m| json!({"name": m.name, "error": m.error})).collect();
+        }
+        let mut response = (status, axum::Json(body)).into_response();
         if let Self::TooMany { retry_after, .. } = &self {
             let secs = retry_after.as_secs().max(1);
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

@@ -14,10 +14,18 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::ApiKeys;
 use crate::config::{Config, HttpConfig, ListenAddr};
 use crate::secrets::fetch::{FetchBuildError, FetchConfig, Fetcher};
-use crate::secrets::registry::Registry;
+use secrecy::SecretString;
+
+use crate::api::RateLimit;
+use crate::error::ApiError;
+use crate::exec::Executor;
+use crate::mask::{MaskSet, Masker};
+use crate::secrets::export::Unavailable;
+use crate::secrets::registry::{Registry, ScopeId};
 use crate::secrets::resolver::Resolver;
 use crate::secrets::session_key::SessionKey;
 use crate::secrets::source::ParseContext;
+use crate::secrets::value::SecretValue;
 
 /// Which `Host` headers are accepted (DNS-rebinding guard).
 #[derive(Clone, Debug)]
@@ -64,6 +72,13 @@ impl HostPolicy {
 pub struct AppState {
     pub registry: Arc<Registry>,
     pub resolver: Resolver,
+    pub executor: Executor,
+    /// Every value held since start, for masking.
+    pub masks: Arc<MaskSet>,
+    pub exec_limits: Arc<ExecLimits>,
+    /// Commands running beyond this are refused with 429.
+    pub command_slots: Arc<Semaphore>,
+    pub mask_rate: Arc<RateLimit>,
     pub session_key: Arc<SessionKey>,
     pub keys: Arc<ApiKeys>,
     pub sources: Arc<ParseContext>,
@@ -100,8 +115,20 @@ impl AppState {
             session_key.clone(),
             lookup.env_headers.clone(),
         );
+        let exec = &config.exec;
+        let mut scrub_names = config.sources.allowed_env_headers.clone();
+        scrub_names.extend(exec.runner.strip_env.iter().cloned());
         Ok(Self {
             registry: Arc::new(Registry::new(config.registry)),
+            executor: Executor::new(exec.runner.clone(), exec.process_env.clone()),
+            masks: Arc::new(MaskSet::new(config.mask_min_length)),
+            exec_limits: Arc::new(ExecLimits {
+                max_timeout: exec.max_timeout,
+                refuse_unmaskable: exec.refuse_unmaskable,
+                scrub_names,
+            }),
+            command_slots: Arc::new(Semaphore::new(exec.max_concurrent)),
+            mask_rate: Arc::new(RateLimit::new(config.mask_rate)),
             resolver,
             session_key,
             keys: Arc::new(keys),
@@ -121,9 +148,67 @@ impl AppState {
         self.ready.load(Ordering::Acquire) && !self.shutdown.is_cancelled()
     }
 
+    /// Every key the sidecar holds or has held (API keys and session keys), to scrub from
+    /// children's environments.
+    pub fn held_keys(&self) -> Vec<SecretString> {
+        let mut keys = self.keys.keys().to_vec();
+        keys.extend(self.session_key.held());
+        keys
+    }
+
+    /// Adds `values` of `scope` to the global mask set and returns a masker that hides them
+    /// (and everything held before). Fails closed: an error here refuses the command.
+    pub fn masks_for(
+        &self,
+        scope: &ScopeId,
+        values: &[(String, SecretValue)],
+    ) -> Result<Arc<Masker>, ApiError> {
+        for (name, value) in values {
+            if self.exec_limits.refuse_unmaskable && !self.masks.is_maskable(value.expose()) {
+                return Err(ApiError::MissingSecrets(vec![Unavailable {
+                    name: name.clone(),
+                    error: format!("secret {name} is shorter than --mask-min-length and cannot be masked"),
+                }]));
+            }
+            self.remember(scope, name, value)?;
+        }
+        Ok(self.masks.masker())
+    }
+
+    /// Adds one held value to the global mask set. A value shorter than `--mask-min-length`
+    /// cannot be masked and is skipped (listings report it `masked: false`); any other
+    /// failure fails closed.
+    pub fn remember(&self, scope: &ScopeId, name: &str, value: &SecretValue) -> Result<(), ApiError> {
+        if !self.masks.is_maskable(value.expose()) {
+            return Ok(());
+        }
+        self.masks.insert(&mask_key(scope, name), value.expose()).map_err(|e| {
+            tracing::error!(name, "cannot mask a secret value: {e}");
+            ApiError::Unavailable
+        })
+    }
+
     /// Marks the service ready (called by `serve` once it is listening).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Release);
+    }
+}
+
+/// Limits and policy of the command routes.
+#[derive(Debug)]
+pub struct ExecLimits {
+    pub max_timeout: Duration,
+    pub refuse_unmaskable: bool,
+    /// Variable names scrubbed from children beyond the built-in ones.
+    pub scrub_names: Vec<String>,
+}
+
+/// The mask-set key of a secret: its scope and name, so rotations of one secret share a
+/// history and same-named secrets of different conversations do not.
+pub fn mask_key(scope: &ScopeId, name: &str) -> String {
+    match scope {
+        ScopeId::Sandbox => format!("sandbox/{name}"),
+        ScopeId::Conversation(id) => format!("{id}/{name}"),
     }
 }
 

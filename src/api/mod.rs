@@ -3,9 +3,13 @@
 //! One file per group of routes; handlers are thin — they extract, call a component, and
 //! turn the result into JSON. Errors become responses only in `crate::error`.
 
+mod command_request;
+mod commands;
 mod extract;
+mod frames;
 mod gate;
 mod health;
+mod mask;
 mod resolve;
 mod secrets;
 
@@ -17,6 +21,7 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub use gate::API_KEY_HEADER;
+pub use mask::RateLimit;
 
 /// Every route of the service, with the front door applied to matched and unmatched paths
 /// alike (so 400/401 come before 404/405).
@@ -27,6 +32,12 @@ pub fn router(state: AppState) -> Router {
         .route("/api/conversations/{id}/secrets/resolve", post(resolve::resolve))
         .route("/api/conversations/{id}/secrets/refresh", post(resolve::refresh))
         .route("/api/conversations/{id}", delete(secrets::drop_conversation))
+        .route("/api/conversations/{id}/commands", post(commands::run))
+        .route("/api/conversations/{id}/commands/stream", post(commands::stream))
+        .route("/api/conversations/{id}/mask", post(mask::mask))
+        .route("/api/commands", post(commands::run))
+        .route("/api/commands/stream", post(commands::stream))
+        .route("/api/mask", post(mask::mask))
         .route("/api/secrets", post(secrets::update).get(secrets::list))
         .route("/api/secrets/{name}", delete(secrets::delete))
         .route("/api/secrets/resolve", post(resolve::resolve))

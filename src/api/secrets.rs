@@ -12,7 +12,7 @@ use super::extract::{JsonBody, PathParams};
 use crate::error::ApiError;
 use crate::secrets::registry::{ScopeId, Visible};
 use crate::secrets::resolver::EntryState;
-use crate::secrets::source::{SecretSource, parse_update};
+use crate::secrets::source::{SecretSource, StaticSecret, parse_update};
 use crate::state::AppState;
 
 /// `POST …/secrets`: `{"secrets": {NAME: entry}}` → `{"success": true}`.
@@ -24,6 +24,13 @@ pub async fn update(
     let scope = params.scope()?;
     let entries = parse_update(&body, &state.sources)?;
     let count = entries.len();
+    // Static values are held from now on, so they are masked from now on (even after a
+    // later delete or rotation).
+    for (name, source) in &entries {
+        if let SecretSource::Static(StaticSecret { value: Some(value), .. }) = source {
+            state.remember(&scope, name.as_str(), value)?;
+        }
+    }
     let replaced = state.registry.update(&scope, entries)?;
     state.resolver.forget(&replaced).await;
     tracing::info!(scope = %scope_label(&scope), count, "secrets updated");

@@ -72,14 +72,12 @@ pub async fn gather(
     let selection = select(command, names.keys().map(String::as_str), requested);
     let mut out = Gathered::default();
     let mut tasks = JoinSet::new();
-    for (name, explicit) in selection
-        .explicit
-        .iter()
-        .map(|n| (n, true))
-        .chain(selection.implicit.iter().map(|n| (n, false)))
+    for (name, explicit) in
+        selection.explicit.iter().map(|n| (n, true)).chain(selection.implicit.iter().map(|n| (n, false)))
     {
         let Some(entry) = names.get(name).cloned() else {
-            out.missing.push(Unavailable { name: name.clone(), error: format!("secret {name} is not registered") });
+            out.missing
+                .push(Unavailable { name: name.clone(), error: format!("secret {name} is not registered") });
             continue;
         };
         let (resolver, name) = (resolver.clone(), name.clone());
