@@ -69,7 +69,9 @@ pub async fn gather(
     requested: &Requested,
 ) -> Gathered {
     let names = exportable(registry, scope);
-    let selection = select(command, names.keys().map(String::as_str), requested);
+    // "all" means every name that has a value to export; an explicit unset is not one.
+    let candidates = names.iter().filter(|(_, e)| *requested != Requested::All || !e.source.is_no_value());
+    let selection = select(command, candidates.map(|(n, _)| n.as_str()), requested);
     let mut out = Gathered::default();
     let mut tasks = JoinSet::new();
     for (name, explicit) in

@@ -6,6 +6,7 @@ mod common;
 mod auth;
 mod bad_input;
 mod canary;
+mod commands;
 mod fetch;
 mod health;
 mod lookup_process;

@@ -39,7 +39,8 @@ impl TestApp {
         let mut argv = vec!["secret-sidecar", "--listen", "127.0.0.1:0"];
         argv.extend_from_slice(args);
         let args = ServeArgs::parse_from(argv).expect("test flags parse");
-        let mut vars = vec![("SESSION_API_KEY", KEY)];
+        let path = std::env::var("PATH").unwrap_or_default();
+        let mut vars = vec![("SESSION_API_KEY", KEY), ("PATH", path.as_str())];
         vars.extend_from_slice(env);
         let config = Config::new(&args, &Env::from_pairs(vars)).expect("test config is valid");
         let keys = ApiKeys::load(&config.auth).expect("keys load");
