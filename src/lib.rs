@@ -11,10 +11,13 @@
 //!   calls a component and answers JSON; errors become responses only in [`error`].
 //! - [`secrets`]: values and names, descriptor parsing, the lookup allow-list, and the
 //!   per-scope [`secrets::registry::Registry`].
+//! - [`bash`]: the events, output splitting and bounded event store behind the
+//!   OpenHands-compatible `/api/bash/*` routes.
 //! - [`state`]: [`AppState`], the handles handlers share.
 
 mod api;
 pub mod auth;
+pub mod bash;
 pub mod config;
 pub mod error;
 pub mod exec;
