@@ -188,12 +188,14 @@ async fn masking_table_through_real_processes() {
     let special = "p\"a/s+s wörd☃-x";
     let long = "L".repeat(16 * 1024) + "-tail";
     let multi = "line-one-aaa\nline-two-bbb";
-    app.post("/api/secrets", &json!({"secrets": {"SPECIAL": special, "LONG": long, "MULTI": multi, "ABC": "abcd", "ABCDEF": "abcdefgh"}})).await;
+    // Encodings are derived for values up to 4 KiB; this one wraps over several lines.
+    let wrap: String = (0..300).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
+    app.post("/api/secrets", &json!({"secrets": {"SPECIAL": special, "LONG": long, "MULTI": multi, "ABC": "abcd", "ABCDEF": "abcdefgh", "WRAP": wrap}})).await;
     let b64 = base64::engine::general_purpose::STANDARD;
     let url = special.replace('%', "%25").replace('"', "%22").replace('/', "%2F").replace('+', "%2B").replace(' ', "%20").replace("ö", "%C3%B6").replace("☃", "%E2%98%83");
     let json_escaped = serde_json::to_string(special).unwrap().trim_matches('"').to_owned();
     let wrapped: String = {
-        let enc = b64.encode(&long);
+        let enc = b64.encode(&wrap);
         enc.as_bytes().chunks(76).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("\n")
     };
     let inner = b64.encode(format!("xx{special}yy"));
@@ -217,7 +219,7 @@ async fn masking_table_through_real_processes() {
         let out = cmd(&app, &format!("cat {} # special long multi abc", file.display())).await;
         let stdout = out["stdout"].as_str().unwrap();
         assert!(stdout.contains("<secret-hidden>"), "{what}: {stdout:.200}");
-        for needle in [special, "abcdefgh", "abcd", "line-one-aaa", "line-two-bbb", &long[..64]] {
+        for needle in [special, "abcdefgh", "abcd", "line-one-aaa", "line-two-bbb", &long[..64], &b64.encode(&wrap)[..40]] {
             assert!(!stdout.contains(needle), "{what}: {needle} survived: {stdout:.300}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
