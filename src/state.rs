@@ -17,6 +17,7 @@ use crate::secrets::fetch::{FetchBuildError, FetchConfig, Fetcher};
 use secrecy::SecretString;
 
 use crate::api::RateLimit;
+use crate::bash::EventStore;
 use crate::error::ApiError;
 use crate::exec::Executor;
 use crate::mask::{MaskSet, Masker};
@@ -79,6 +80,8 @@ pub struct AppState {
     /// Commands running beyond this are refused with 429.
     pub command_slots: Arc<Semaphore>,
     pub mask_rate: Arc<RateLimit>,
+    /// Events of the reference-compatible bash routes.
+    pub bash_events: Arc<EventStore>,
     pub session_key: Arc<SessionKey>,
     pub keys: Arc<ApiKeys>,
     pub sources: Arc<ParseContext>,
@@ -129,6 +132,7 @@ impl AppState {
             }),
             command_slots: Arc::new(Semaphore::new(exec.max_concurrent)),
             mask_rate: Arc::new(RateLimit::new(config.mask_rate)),
+            bash_events: Arc::new(EventStore::default()),
             resolver,
             session_key,
             keys: Arc::new(keys),

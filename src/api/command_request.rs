@@ -54,7 +54,10 @@ impl CommandRequest {
             Some(Value::Number(n)) => match n.as_u64() {
                 Some(t) if (1..=max).contains(&t) => t,
                 _ => {
-                    return Err(bad("timeout", &format!("must be a whole number of seconds from 1 to {max}")));
+                    return Err(bad(
+                        "timeout",
+                        &format!("must be a whole number of seconds from 1 to {max}"),
+                    ));
                 }
             },
             Some(_) => return Err(bad("timeout", "must be a whole number of seconds")),

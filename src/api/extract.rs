@@ -67,6 +67,11 @@ impl PathParams {
         self.0.get(key).map(String::as_str).unwrap_or_default()
     }
 
+    /// A path parameter as it is (empty when absent).
+    pub fn raw(&self, key: &str) -> &str {
+        self.get(key)
+    }
+
     /// The conversation scope named by `{id}`.
     pub fn conversation(&self) -> Result<ScopeId, ApiError> {
         ConversationId::parse(self.get("id")).map(ScopeId::Conversation).ok_or_else(|| {

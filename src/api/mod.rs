@@ -3,6 +3,7 @@
 //! One file per group of routes; handlers are thin — they extract, call a component, and
 //! turn the result into JSON. Errors become responses only in `crate::error`.
 
+mod bash;
 mod command_request;
 mod commands;
 mod extract;
@@ -38,6 +39,10 @@ pub fn router(state: AppState) -> Router {
         .route("/api/commands", post(commands::run))
         .route("/api/commands/stream", post(commands::stream))
         .route("/api/mask", post(mask::mask))
+        .route("/api/bash/start_bash_command", post(bash::start_bash_command))
+        .route("/api/bash/execute_bash_command", post(bash::execute_bash_command))
+        .route("/api/bash/bash_events/search", get(bash::search))
+        .route("/api/bash/bash_events/{event_id}", get(bash::get_event))
         .route("/api/secrets", post(secrets::update).get(secrets::list))
         .route("/api/secrets/{name}", delete(secrets::delete))
         .route("/api/secrets/resolve", post(resolve::resolve))

@@ -54,7 +54,11 @@ async fn selection_rules() {
     assert_eq!(out["exported"], json!(["API", "API_KEY", "OTHER"]), "EMPTY has no value");
     // Inherited by a conversation, which can override.
     let conv = format!("/api/conversations/{CONV_HEX}/commands");
-    app.post(&format!("/api/conversations/{CONV_HEX}/secrets"), &json!({"secrets": {"OTHER": "conv-other-4"}})).await;
+    app.post(
+        &format!("/api/conversations/{CONV_HEX}/secrets"),
+        &json!({"secrets": {"OTHER": "conv-other-4"}}),
+    )
+    .await;
     let (_, out) = run(&app, &conv, json!({"command": "printf %s \"$OTHER $API\""})).await;
     assert_eq!(out["exported"], json!(["API", "OTHER"]));
     assert_eq!(out["stdout"], "<secret-hidden> <secret-hidden>");
@@ -69,7 +73,8 @@ async fn explicit_missing_is_424_implicit_missing_is_skipped() {
     assert_eq!(body["missing"], json!([{"name": "EMPTY", "error": "secret EMPTY has no value"}]));
     let (status, body) = run(&app, "/api/commands", json!({"command": "true", "secrets": ["NOPE"]})).await;
     assert_eq!((status, &body["missing"][0]["name"]), (424, &json!("NOPE")));
-    let (status, body) = run(&app, "/api/commands", json!({"command": "echo $EMPTY $OK", "on_missing": "skip"})).await;
+    let (status, body) =
+        run(&app, "/api/commands", json!({"command": "echo $EMPTY $OK", "on_missing": "skip"})).await;
     assert_eq!(status, 200);
     assert_eq!((&body["exported"], &body["skipped"]), (&json!(["OK"]), &json!(["EMPTY"])));
     // Implicit (no $): never a 424.
@@ -84,7 +89,9 @@ async fn discovered_lowercase_names_get_an_upper_case_alias() {
     let app = TestApp::spawn_with(&["--settings-url", &fake.base], &[]).await;
     let url = url::Url::parse(&format!("{}/api/v1/sandboxes/sb-1/settings/secrets", fake.base)).unwrap();
     let cfg = secret_sidecar::config::DiscoveryConfig { list_url: url, interval: Duration::from_secs(300) };
-    secret_sidecar::secrets::discovery::discover_once(&cfg, &app.state.registry, &app.state.resolver).await.unwrap();
+    secret_sidecar::secrets::discovery::discover_once(&cfg, &app.state.registry, &app.state.resolver)
+        .await
+        .unwrap();
     let out = cmd(&app, "printf %s \"$GITHUB_TOKEN\"").await;
     assert_eq!(out["exported"], json!(["GITHUB_TOKEN", "github_token"]));
     assert_eq!(out["stdout"], "<secret-hidden>");
@@ -108,10 +115,23 @@ async fn the_child_environment_holds_no_keys() {
     )
     .await;
     app.post("/api/secrets", &json!({"secrets": {"MINE": "mine-value-0000"}})).await;
-    let (status, out) = run(&app, "/api/commands", json!({"command": "env; echo $MINE", "env": {"EXTRA": "extra-value"}})).await;
+    let (status, out) =
+        run(&app, "/api/commands", json!({"command": "env; echo $MINE", "env": {"EXTRA": "extra-value"}}))
+            .await;
     assert_eq!(status, 200);
     let env = out["stdout"].as_str().unwrap();
-    for gone in ["SESSION_API_KEY", "OH_SESSION_API_KEYS_0", "OH_SECRET_KEY", "OPENHANDS_API_KEY", "SECRET_SIDECAR_ANYTHING", "LEAKY", "STRIP_ME", "HDR_VAR", KEY, "session-key-0123"] {
+    for gone in [
+        "SESSION_API_KEY",
+        "OH_SESSION_API_KEYS_0",
+        "OH_SECRET_KEY",
+        "OPENHANDS_API_KEY",
+        "SECRET_SIDECAR_ANYTHING",
+        "LEAKY",
+        "STRIP_ME",
+        "HDR_VAR",
+        KEY,
+        "session-key-0123",
+    ] {
         assert!(!env.contains(gone), "{gone} reached the child:\n{env}");
     }
     for kept in ["KEPT=kept-value", "AI_AGENT=openhands", "EXTRA=extra-value", "MINE=<secret-hidden>"] {
@@ -123,10 +143,15 @@ async fn the_child_environment_holds_no_keys() {
 async fn exit_codes_signals_timeouts() {
     let app = TestApp::spawn().await;
     let out = cmd(&app, "echo out; echo err >&2; exit 42").await;
-    assert_eq!((&out["exit_code"], &out["stdout"], &out["stderr"], &out["signal"]), (&json!(42), &json!("out\n"), &json!("err\n"), &json!(null)));
+    assert_eq!(
+        (&out["exit_code"], &out["stdout"], &out["stderr"], &out["signal"]),
+        (&json!(42), &json!("out\n"), &json!("err\n"), &json!(null))
+    );
     let out = cmd(&app, "kill -TERM $$").await;
     assert_eq!((&out["exit_code"], &out["signal"]), (&json!(143), &json!(15)));
-    let (status, out) = run(&app, "/api/commands", json!({"command": "sleep 1000 & echo $!; sleep 1000", "timeout": 1})).await;
+    let (status, out) =
+        run(&app, "/api/commands", json!({"command": "sleep 1000 & echo $!; sleep 1000", "timeout": 1}))
+            .await;
     assert_eq!(status, 200);
     assert_eq!((&out["timed_out"], &out["exit_code"]), (&json!(true), &json!(-1)));
     assert_gone(out["stdout"].as_str().unwrap().trim().parse().unwrap()).await;
@@ -134,7 +159,10 @@ async fn exit_codes_signals_timeouts() {
     let out = cmd(&app, "sleep 1000 >/dev/null 2>&1 & echo $!").await;
     assert_gone(out["stdout"].as_str().unwrap().trim().parse().unwrap()).await;
     // Bad cwd and timeout bounds.
-    assert_eq!(run(&app, "/api/commands", json!({"command": "true", "cwd": "/nonexistent/dir"})).await.0, 422);
+    assert_eq!(
+        run(&app, "/api/commands", json!({"command": "true", "cwd": "/nonexistent/dir"})).await.0,
+        422
+    );
     assert_eq!(run(&app, "/api/commands", json!({"command": "true", "timeout": 0})).await.0, 422);
     let out = run(&app, "/api/commands", json!({"command": "pwd", "cwd": "/tmp"})).await.1;
     assert_eq!(out["stdout"], "/tmp\n");
@@ -155,7 +183,8 @@ async fn a_disconnected_stream_kills_the_command() {
         text.push_str(&String::from_utf8_lossy(&r.chunk().await.unwrap().unwrap()));
     }
     let line = text.lines().find(|l| l.contains("\"stdout\"")).unwrap();
-    let pid: i32 = serde_json::from_str::<Value>(line).unwrap()["data"].as_str().unwrap().trim().parse().unwrap();
+    let pid: i32 =
+        serde_json::from_str::<Value>(line).unwrap()["data"].as_str().unwrap().trim().parse().unwrap();
     assert!(pid_alive(pid));
     drop(r);
     assert_gone(pid).await;
@@ -166,8 +195,17 @@ async fn streams_frames_and_masks_split_writes() {
     let app = TestApp::spawn().await;
     app.post("/api/secrets", &json!({"secrets": {"TOK": SECRET}})).await;
     let half = SECRET.len() / 2;
-    let command = format!("printf %s '{}'; sleep 0.1; printf %s '{}'; echo; echo done >&2", &SECRET[..half], &SECRET[half..]);
-    let r = app.req(Method::POST, "/api/commands/stream").json(&json!({"command": command, "secrets": ["TOK"]})).send().await.unwrap();
+    let command = format!(
+        "printf %s '{}'; sleep 0.1; printf %s '{}'; echo; echo done >&2",
+        &SECRET[..half],
+        &SECRET[half..]
+    );
+    let r = app
+        .req(Method::POST, "/api/commands/stream")
+        .json(&json!({"command": command, "secrets": ["TOK"]}))
+        .send()
+        .await
+        .unwrap();
     let text = r.text().await.unwrap();
     let frames: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(frames[0]["type"], "start");
@@ -175,8 +213,10 @@ async fn streams_frames_and_masks_split_writes() {
     assert_eq!(frames[0]["command_id"].as_str().unwrap().len(), 32);
     let last = frames.last().unwrap();
     assert_eq!((&last["type"], &last["exit_code"]), (&json!("exit"), &json!(0)));
-    let stdout: String = frames.iter().filter(|f| f["type"] == "stdout").map(|f| f["data"].as_str().unwrap()).collect();
-    let stderr: String = frames.iter().filter(|f| f["type"] == "stderr").map(|f| f["data"].as_str().unwrap()).collect();
+    let stdout: String =
+        frames.iter().filter(|f| f["type"] == "stdout").map(|f| f["data"].as_str().unwrap()).collect();
+    let stderr: String =
+        frames.iter().filter(|f| f["type"] == "stderr").map(|f| f["data"].as_str().unwrap()).collect();
     assert_eq!((stdout.as_str(), stderr.as_str()), ("<secret-hidden>\n", "done\n"));
     assert!(!text.contains(&SECRET[..half]) || !text.contains(&SECRET[half..]), "{text}");
 }
@@ -192,11 +232,22 @@ async fn masking_table_through_real_processes() {
     let wrap: String = (0..300).map(|i| char::from(b'a' + (i % 26) as u8)).collect();
     app.post("/api/secrets", &json!({"secrets": {"SPECIAL": special, "LONG": long, "MULTI": multi, "ABC": "abcd", "ABCDEF": "abcdefgh", "WRAP": wrap}})).await;
     let b64 = base64::engine::general_purpose::STANDARD;
-    let url = special.replace('%', "%25").replace('"', "%22").replace('/', "%2F").replace('+', "%2B").replace(' ', "%20").replace("ö", "%C3%B6").replace("☃", "%E2%98%83");
+    let url = special
+        .replace('%', "%25")
+        .replace('"', "%22")
+        .replace('/', "%2F")
+        .replace('+', "%2B")
+        .replace(' ', "%20")
+        .replace("ö", "%C3%B6")
+        .replace("☃", "%E2%98%83");
     let json_escaped = serde_json::to_string(special).unwrap().trim_matches('"').to_owned();
     let wrapped: String = {
         let enc = b64.encode(&wrap);
-        enc.as_bytes().chunks(76).map(|c| String::from_utf8_lossy(c).into_owned()).collect::<Vec<_>>().join("\n")
+        enc.as_bytes()
+            .chunks(76)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join("\n")
     };
     let inner = b64.encode(format!("xx{special}yy"));
     let cases: Vec<(&str, String)> = vec![
@@ -219,7 +270,15 @@ async fn masking_table_through_real_processes() {
         let out = cmd(&app, &format!("cat {} # special long multi abc", file.display())).await;
         let stdout = out["stdout"].as_str().unwrap();
         assert!(stdout.contains("<secret-hidden>"), "{what}: {stdout:.200}");
-        for needle in [special, "abcdefgh", "abcd", "line-one-aaa", "line-two-bbb", &long[..64], &b64.encode(&wrap)[..40]] {
+        for needle in [
+            special,
+            "abcdefgh",
+            "abcd",
+            "line-one-aaa",
+            "line-two-bbb",
+            &long[..64],
+            &b64.encode(&wrap)[..40],
+        ] {
             assert!(!stdout.contains(needle), "{what}: {needle} survived: {stdout:.300}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
@@ -236,7 +295,12 @@ async fn rotated_deleted_and_foreign_values_stay_masked() {
     app.post(&format!("{}/secrets", conv(&a)), &json!({"secrets": {"GONE": "deleted-value-3333"}})).await;
     app.delete(&format!("{}/secrets/GONE", conv(&a))).await;
     app.post(&format!("{}/secrets", conv(&b)), &json!({"secrets": {"OTHER": "foreign-value-4444"}})).await;
-    let (_, out) = run(&app, &format!("{}/commands", conv(&a)), json!({"command": "echo old-value-1111 new-value-2222 deleted-value-3333 foreign-value-4444"})).await;
+    let (_, out) = run(
+        &app,
+        &format!("{}/commands", conv(&a)),
+        json!({"command": "echo old-value-1111 new-value-2222 deleted-value-3333 foreign-value-4444"}),
+    )
+    .await;
     assert_eq!(out["stdout"], "<secret-hidden> <secret-hidden> <secret-hidden> <secret-hidden>\n");
     let (status, masked) = app.post("/api/mask", &json!({"text": "x old-value-1111 y"})).await;
     assert_eq!((status, masked), (200, json!({"text": "x <secret-hidden> y"})));
