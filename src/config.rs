@@ -38,7 +38,9 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP service (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Run a command through a running sidecar: `exec [--url URL] [--conversation ID] -- CMD ARGS…`.
+    Exec(crate::client::ExecArgs),
 }
 
 /// How log lines are written to stderr.
@@ -346,6 +348,17 @@ pub struct DiscoveryConfig {
     pub interval: Duration,
 }
 
+/// Where a generated API key is kept by default: `$XDG_RUNTIME_DIR/secret-sidecar/api-key`,
+/// else `$TMPDIR/secret-sidecar-<uid>/api-key`.
+pub fn default_key_file(env: &Env) -> PathBuf {
+    match env.get("XDG_RUNTIME_DIR") {
+        Some(dir) => PathBuf::from(dir).join("secret-sidecar").join("api-key"),
+        None => PathBuf::from(env.get("TMPDIR").unwrap_or("/tmp"))
+            .join(format!("secret-sidecar-{}", current_uid()))
+            .join("api-key"),
+    }
+}
+
 /// Validated configuration, grouped per component.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -386,13 +399,7 @@ impl Config {
         let invalid = |m: String| ConfigError::Invalid(m);
         let listen = ListenAddr::parse(&args.listen)?;
         let env_keys = session_keys(env)?;
-        let uid = current_uid();
-        let default_key_file = match env.get("XDG_RUNTIME_DIR") {
-            Some(dir) => PathBuf::from(dir).join("secret-sidecar").join("api-key"),
-            None => PathBuf::from(env.get("TMPDIR").unwrap_or("/tmp"))
-                .join(format!("secret-sidecar-{uid}"))
-                .join("api-key"),
-        };
+        let default_key_file = default_key_file(env);
         if args.max_conversations == 0 || args.max_secrets_per_scope == 0 {
             return Err(invalid("--max-conversations and --max-secrets-per-scope must be at least 1".into()));
         }

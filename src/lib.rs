@@ -18,6 +18,7 @@
 mod api;
 pub mod auth;
 pub mod bash;
+pub mod client;
 pub mod config;
 pub mod error;
 pub mod exec;

@@ -5,7 +5,9 @@ mod common;
 
 mod auth;
 mod bad_input;
+mod bash;
 mod canary;
+mod cli;
 mod commands;
 mod fetch;
 mod health;
