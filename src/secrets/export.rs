@@ -12,8 +12,9 @@ use std::sync::Arc;
 use tokio::task::JoinSet;
 
 use super::registry::{Entry, Origin, Registry, ScopeId};
-use super::resolver::Resolver;
+use super::resolver::{ResolveError, Resolved, Resolver};
 use super::select::{Requested, select};
+use super::source::SecretSource;
 use super::value::SecretValue;
 
 /// A secret that could not be exported, and why (no value in the message).
@@ -82,11 +83,30 @@ pub async fn gather(
                 .push(Unavailable { name: name.clone(), error: format!("secret {name} is not registered") });
             continue;
         };
+        if let SecretSource::Static(s) = &entry.source {
+            // Nothing to wait for: no task (this is on every command's path).
+            let resolved = Ok(Resolved { value: s.value.clone(), stale: false });
+            out.sort_result(name.clone(), explicit, resolved);
+            continue;
+        }
         let (resolver, name) = (resolver.clone(), name.clone());
         tasks.spawn(async move { (name, explicit, resolver.resolve(&entry).await) });
     }
     while let Some(joined) = tasks.join_next().await {
         let Ok((name, explicit, result)) = joined else { continue };
+        out.sort_result(name, explicit, result);
+    }
+    out.exports.sort_by(|a, b| a.0.cmp(&b.0));
+    out.stale.sort();
+    out.skipped.sort();
+    out.missing.sort_by(|a, b| a.name.cmp(&b.name));
+    out
+}
+
+impl Gathered {
+    /// Files one resolution under exported, stale, skipped or missing.
+    fn sort_result(&mut self, name: String, explicit: bool, result: Result<Resolved, ResolveError>) {
+        let out = self;
         let failure = match result {
             Ok(r) => match r.value {
                 Some(value) => {
@@ -94,7 +114,7 @@ pub async fn gather(
                         out.stale.push(name.clone());
                     }
                     out.exports.push((name, value));
-                    continue;
+                    return;
                 }
                 None => format!("secret {name} has no value"),
             },
@@ -106,9 +126,4 @@ pub async fn gather(
             out.skipped.push(name);
         }
     }
-    out.exports.sort_by(|a, b| a.0.cmp(&b.0));
-    out.stale.sort();
-    out.skipped.sort();
-    out.missing.sort_by(|a, b| a.name.cmp(&b.name));
-    out
 }

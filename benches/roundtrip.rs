@@ -1,0 +1,112 @@
+//! Round trip of one command, `true` with 3 secrets exported and masked, over HTTP on
+//! loopback, next to two baselines measured in the same run:
+//! - the bare spawn of the same shell (`$SHELL -c true` from this process): the floor;
+//! - the reference agent-server's `POST /api/bash/execute_bash_command` with `true`, when
+//!   `REF_URL` and `REF_KEY` point at one (`bench/roundtrip.sh` starts it).
+//!
+//! Prints p50/p99 of each and the ratios. Run with `cargo bench --bench roundtrip`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+const ROUNDS: usize = 400;
+const WARMUP: usize = 30;
+const KEY: &str = "bench-key";
+
+fn percentile(samples: &mut [Duration], p: f64) -> Duration {
+    samples.sort();
+    samples[((samples.len() - 1) as f64 * p).round() as usize]
+}
+
+struct Stats {
+    p50: Duration,
+    p99: Duration,
+}
+
+fn stats(mut samples: Vec<Duration>) -> Stats {
+    Stats { p50: percentile(&mut samples, 0.5), p99: percentile(&mut samples, 0.99) }
+}
+
+async fn time_requests(client: &reqwest::Client, url: &str, key: &str, body: &serde_json::Value) -> Stats {
+    let mut samples = Vec::with_capacity(ROUNDS);
+    for i in 0..ROUNDS + WARMUP {
+        let start = Instant::now();
+        let r = client.post(url).header("X-Session-API-Key", key).json(body).send().await.expect("request");
+        let status = r.status();
+        let text = r.text().await.expect("body");
+        assert!(status.is_success(), "{status}: {text}");
+        if i >= WARMUP {
+            samples.push(start.elapsed());
+        }
+    }
+    stats(samples)
+}
+
+fn start_sidecar(shell: &str) -> (Child, String) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let child = Command::new(env!("CARGO_BIN_EXE_secret-sidecar"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn", "--shell", shell])
+        .env("SESSION_API_KEY", KEY)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("start the sidecar");
+    let base = format!("http://127.0.0.1:{port}");
+    for _ in 0..500 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return (child, base);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the sidecar did not start");
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return;
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    for shell in ["bash", "sh"] {
+        let (mut child, base) = start_sidecar(shell);
+        rt.block_on(async {
+            let secrets = json!({"secrets": {"SECRET_A": "value-aaaa-1111", "SECRET_B": "value-bbbb-2222", "SECRET_C": "value-cccc-3333"}});
+            let r = client.post(format!("{base}/api/secrets")).header("X-Session-API-Key", KEY).json(&secrets).send().await.unwrap();
+            assert!(r.status().is_success());
+            let body = json!({"command": "true \"$SECRET_A\" \"$SECRET_B\" \"$SECRET_C\""});
+            let check = client.post(format!("{base}/api/commands")).header("X-Session-API-Key", KEY).json(&body).send().await.unwrap();
+            let v: serde_json::Value = check.json().await.unwrap();
+            assert_eq!(v["exported"], json!(["SECRET_A", "SECRET_B", "SECRET_C"]), "{v}");
+
+            let ours = time_requests(&client, &format!("{base}/api/commands"), KEY, &body).await;
+            let bare = {
+                let mut samples = Vec::with_capacity(ROUNDS);
+                for i in 0..ROUNDS + WARMUP {
+                    let start = Instant::now();
+                    let status = tokio::process::Command::new(shell).args(["-c", "true"]).status().await.unwrap();
+                    assert!(status.success());
+                    if i >= WARMUP {
+                        samples.push(start.elapsed());
+                    }
+                }
+                stats(samples)
+            };
+            println!("shell {shell}:");
+            println!("  secret-sidecar POST /api/commands (3 secrets): p50 {:?}  p99 {:?}", ours.p50, ours.p99);
+            println!("  bare spawn `{shell} -c true`:                   p50 {:?}  p99 {:?}", bare.p50, bare.p99);
+            println!("  ratio to the bare spawn (p50): {:.2}x (target <= 1.3x)", ours.p50.as_secs_f64() / bare.p50.as_secs_f64());
+            match (std::env::var("REF_URL"), std::env::var("REF_KEY")) {
+                (Ok(url), Ok(key)) => {
+                    let reference =
+                        time_requests(&client, &format!("{url}/api/bash/execute_bash_command"), &key, &json!({"command": "true"})).await;
+                    println!("  reference execute_bash_command `true`:        p50 {:?}  p99 {:?}", reference.p50, reference.p99);
+                    println!("  ratio to the reference (p50): {:.2}x (target <= 0.35x)", ours.p50.as_secs_f64() / reference.p50.as_secs_f64());
+                }
+                _ => println!("  reference: not measured (set REF_URL and REF_KEY; bench/roundtrip.sh does)"),
+            }
+        });
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
