@@ -9,6 +9,7 @@ mod bash;
 mod canary;
 mod cli;
 mod commands;
+mod discipline;
 mod fetch;
 mod health;
 mod lookup_process;
