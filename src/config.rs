@@ -376,7 +376,7 @@ pub struct Config {
 }
 
 /// How commands run.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct ExecSettings {
     pub runner: crate::exec::ExecConfig,
     pub max_timeout: Duration,
@@ -477,6 +477,20 @@ impl Config {
             mask_min_length: args.mask_min_length,
             mask_rate: args.mask_rate,
         })
+    }
+}
+
+impl fmt::Debug for ExecSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Variable names only: the environment holds session keys.
+        let names: Vec<_> = self.process_env.iter().map(|(k, _)| k.to_string_lossy()).collect();
+        f.debug_struct("ExecSettings")
+            .field("runner", &self.runner)
+            .field("max_timeout", &self.max_timeout)
+            .field("max_concurrent", &self.max_concurrent)
+            .field("refuse_unmaskable", &self.refuse_unmaskable)
+            .field("process_env", &names)
+            .finish()
     }
 }
 
@@ -599,7 +613,10 @@ mod tests {
     fn config(args: &[&str], env: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let args =
             ServeArgs::parse_from(std::iter::once("secret-sidecar").chain(args.iter().copied())).unwrap();
-        Config::new(&args, &Env::from_pairs(env.iter().copied()))
+        // Commands need a shell found on PATH.
+        let path = std::env::var("PATH").unwrap_or_default();
+        let vars = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).chain([("PATH".into(), path)]);
+        Config::new(&args, &Env::from_pairs(vars))
     }
 
     #[test]

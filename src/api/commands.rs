@@ -16,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
 
 use super::command_request::CommandRequest;
 use super::extract::{JsonBody, PathParams};
@@ -112,7 +111,8 @@ pub async fn run(
     let scope = params.scope()?;
     let mut prepared = prepare(&state, &scope, &body).await?;
     let request = prepared.request.take().ok_or(ApiError::Unavailable)?;
-    let cancel = CancellationToken::new();
+    // A child of the shutdown token: draining kills running commands.
+    let cancel = state.shutdown.child_token();
     // Dropping this handler (client gone) cancels the run and kills the process group.
     let _guard = cancel.clone().drop_guard();
     let outcome = state.executor.run(request, prepared.masker.clone(), None, cancel).await?;
@@ -138,7 +138,8 @@ pub async fn stream(
     let mut prepared = prepare(&state, &scope, &body).await?;
     let request = prepared.request.take().ok_or(ApiError::Unavailable)?;
     let (frames_tx, frames_rx) = mpsc::channel::<Bytes>(FRAME_BUFFER);
-    let cancel = CancellationToken::new();
+    // A child of the shutdown token: draining kills running commands.
+    let cancel = state.shutdown.child_token();
     let command_id = uuid::Uuid::new_v4().simple().to_string();
     let start = json!({"type": "start", "command_id": command_id, "exported": prepared.exported, "skipped": prepared.skipped});
     // The channel is empty and has room: this cannot block.

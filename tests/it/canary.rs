@@ -88,20 +88,84 @@ async fn no_value_header_or_key_reaches_logs_or_bodies() {
     }
     // Commands, streams, masks and bash routes, with the value printed in many ways.
     let reg = json!({"secrets": {"RUNVAL": VALUE}});
-    bodies.push(send(client.post(format!("{}/api/secrets", app.base)).header("X-Session-API-Key", KEY).json(&reg)).await);
-    let printing = "echo $RUNVAL; echo $RUNVAL >&2; printf %s \"$RUNVAL\" | base64; env | grep -i key; exit 3";
+    bodies.push(
+        send(client.post(format!("{}/api/secrets", app.base)).header("X-Session-API-Key", KEY).json(&reg))
+            .await,
+    );
+    let printing =
+        "echo $RUNVAL; echo $RUNVAL >&2; printf %s \"$RUNVAL\" | base64; env | grep -i key; exit 3";
     for path in ["/api/commands", "/api/commands/stream", &format!("/api/conversations/{conv}/commands")] {
-        bodies.push(send(client.post(format!("{}{path}", app.base)).header("X-Session-API-Key", KEY).json(&json!({"command": printing}))).await);
-        bodies.push(send(client.post(format!("{}{path}", app.base)).header("X-Session-API-Key", KEY).json(&json!({"command": printing, "env": {"E": VALUE}, "timeout": 0}))).await);
-        bodies.push(send(client.post(format!("{}{path}", app.base)).header("X-Session-API-Key", KEY).json(&json!({"command": format!("echo {VALUE}"), "cwd": format!("/{VALUE}")}))).await);
-        bodies.push(send(client.post(format!("{}{path}", app.base)).header("X-Session-API-Key", KEY).json(&json!({"command": "echo $NOPE_MISSING", "secrets": ["NOPE_MISSING"]}))).await);
+        bodies.push(
+            send(
+                client
+                    .post(format!("{}{path}", app.base))
+                    .header("X-Session-API-Key", KEY)
+                    .json(&json!({"command": printing})),
+            )
+            .await,
+        );
+        bodies.push(
+            send(
+                client
+                    .post(format!("{}{path}", app.base))
+                    .header("X-Session-API-Key", KEY)
+                    .json(&json!({"command": printing, "env": {"E": VALUE}, "timeout": 0})),
+            )
+            .await,
+        );
+        bodies.push(
+            send(
+                client
+                    .post(format!("{}{path}", app.base))
+                    .header("X-Session-API-Key", KEY)
+                    .json(&json!({"command": format!("echo {VALUE}"), "cwd": format!("/{VALUE}")})),
+            )
+            .await,
+        );
+        bodies.push(
+            send(
+                client
+                    .post(format!("{}{path}", app.base))
+                    .header("X-Session-API-Key", KEY)
+                    .json(&json!({"command": "echo $NOPE_MISSING", "secrets": ["NOPE_MISSING"]})),
+            )
+            .await,
+        );
     }
-    bodies.push(send(client.post(format!("{}/api/mask", app.base)).header("X-Session-API-Key", KEY).json(&json!({"text": format!("a {VALUE} b")}))).await);
+    bodies.push(
+        send(
+            client
+                .post(format!("{}/api/mask", app.base))
+                .header("X-Session-API-Key", KEY)
+                .json(&json!({"text": format!("a {VALUE} b")})),
+        )
+        .await,
+    );
     for path in ["/api/bash/execute_bash_command", "/api/bash/start_bash_command"] {
-        bodies.push(send(client.post(format!("{}{path}", app.base)).header("X-Session-API-Key", KEY).json(&json!({"command": format!("echo {VALUE}; {printing}")}))).await);
+        bodies.push(
+            send(
+                client
+                    .post(format!("{}{path}", app.base))
+                    .header("X-Session-API-Key", KEY)
+                    .json(&json!({"command": format!("echo {VALUE}; {printing}")})),
+            )
+            .await,
+        );
     }
-    bodies.push(send(client.get(format!("{}/api/bash/bash_events/search", app.base)).header("X-Session-API-Key", KEY)).await);
-    bodies.push(send(client.get(format!("{}/api/bash/bash_events/search?limit={VALUE}", app.base)).header("X-Session-API-Key", KEY)).await);
+    bodies.push(
+        send(
+            client.get(format!("{}/api/bash/bash_events/search", app.base)).header("X-Session-API-Key", KEY),
+        )
+        .await,
+    );
+    bodies.push(
+        send(
+            client
+                .get(format!("{}/api/bash/bash_events/search?limit={VALUE}", app.base))
+                .header("X-Session-API-Key", KEY),
+        )
+        .await,
+    );
     bodies.push(send(client.get(format!("{}/api/secrets", app.base)).header("X-Forwarded-For", VALUE)).await);
     bodies.push(send(client.get(format!("{}/api/secrets", app.base)).header("Host", VALUE)).await);
     assert!(app.terminate().success());

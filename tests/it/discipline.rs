@@ -35,7 +35,10 @@ fn secrets_are_exposed_only_in_listed_places() {
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
         let rel = file.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/");
-        let uses = text.lines().filter(|l| !l.trim_start().starts_with("//")).any(|l| l.contains("expose_secret()") || l.contains(".expose()"));
+        let uses = text
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .any(|l| l.contains("expose_secret()") || l.contains(".expose()"));
         if uses && !ALLOWED.iter().any(|(f, _)| *f == rel) {
             offenders.push(rel);
         }
@@ -47,7 +50,12 @@ fn secrets_are_exposed_only_in_listed_places() {
 fn no_debug_derive_on_types_holding_values() {
     // The types that hold values implement Debug by hand (redacted); a derive would print them.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    for (file, ty) in [("src/secrets/value.rs", "struct SecretValue"), ("src/secrets/source.rs", "enum SecretSource"), ("src/auth.rs", "struct ApiKeys"), ("src/secrets/session_key.rs", "struct SessionKey")] {
+    for (file, ty) in [
+        ("src/secrets/value.rs", "struct SecretValue"),
+        ("src/secrets/source.rs", "enum SecretSource"),
+        ("src/auth.rs", "struct ApiKeys"),
+        ("src/secrets/session_key.rs", "struct SessionKey"),
+    ] {
         let text = std::fs::read_to_string(root.join(file)).unwrap();
         let at = text.find(&format!("pub {ty}")).unwrap_or_else(|| panic!("{ty} in {file}"));
         let before = &text[..at];

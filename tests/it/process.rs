@@ -127,3 +127,30 @@ async fn unix_socket_is_private_replaces_a_stale_one_and_still_needs_the_key() {
     assert!(!sock.exists(), "socket removed on exit");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test]
+async fn sigterm_kills_running_commands_and_exits() {
+    let mut app = BinApp::spawn(&["--listen", "127.0.0.1:0"], &[("SESSION_API_KEY", "k")]).unwrap();
+    let client = reqwest::Client::new();
+    let mut r = client
+        .post(format!("{}/api/commands/stream", app.base))
+        .header("X-Session-API-Key", "k")
+        .json(&serde_json::json!({"command": "echo started; sleep 1000"}))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains("started") {
+        seen.push_str(&String::from_utf8_lossy(&r.chunk().await.unwrap().unwrap()));
+    }
+    let started = std::time::Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let s = app.terminate();
+        (s, app)
+    })
+    .await
+    .unwrap()
+    .0;
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < Duration::from_secs(8), "the running command did not hold up shutdown");
+}
