@@ -11,8 +11,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-const ROUNDS: usize = 400;
-const WARMUP: usize = 30;
+/// Rounds under `cargo bench`; `cargo test` runs a short smoke test of the harness.
+fn rounds() -> (usize, usize) {
+    if std::env::args().any(|a| a == "--bench") { (400, 30) } else { (5, 1) }
+}
 const KEY: &str = "bench-key";
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -30,14 +32,15 @@ fn stats(mut samples: Vec<Duration>) -> Stats {
 }
 
 async fn time_requests(client: &reqwest::Client, url: &str, key: &str, body: &serde_json::Value) -> Stats {
-    let mut samples = Vec::with_capacity(ROUNDS);
-    for i in 0..ROUNDS + WARMUP {
+    let (rounds, warmup) = rounds();
+    let mut samples = Vec::with_capacity(rounds);
+    for i in 0..rounds + warmup {
         let start = Instant::now();
         let r = client.post(url).header("X-Session-API-Key", key).json(body).send().await.expect("request");
         let status = r.status();
         let text = r.text().await.expect("body");
         assert!(status.is_success(), "{status}: {text}");
-        if i >= WARMUP {
+        if i >= warmup {
             samples.push(start.elapsed());
         }
     }
@@ -87,12 +90,13 @@ fn main() {
 
             let ours = time_requests(&client, &format!("{base}/api/commands"), KEY, &body).await;
             let bare = {
-                let mut samples = Vec::with_capacity(ROUNDS);
-                for i in 0..ROUNDS + WARMUP {
+                let (rounds, warmup) = rounds();
+                let mut samples = Vec::with_capacity(rounds);
+                for i in 0..rounds + warmup {
                     let start = Instant::now();
                     let status = tokio::process::Command::new(shell).args(["-c", "true"]).status().await.unwrap();
                     assert!(status.success());
-                    if i >= WARMUP {
+                    if i >= warmup {
                         samples.push(start.elapsed());
                     }
                 }
