@@ -9,11 +9,17 @@
 //! - `api`: the router. Every request first passes the front door (forwarded headers, `Host`,
 //!   `X-Session-API-Key` via [`auth`], concurrency and body bounds), then a handler that
 //!   calls a component and answers JSON; errors become responses only in [`error`].
-//! - [`secrets`]: values and names, descriptor parsing, the lookup allow-list, and the
-//!   per-scope [`secrets::registry::Registry`].
+//! - [`secrets`]: values and names, descriptor parsing, the lookup allow-list, the per-scope
+//!   [`secrets::registry::Registry`], the guarded fetcher and the caching
+//!   [`secrets::resolver::Resolver`], discovery, and which secrets a command uses.
+//! - [`exec`]: runs one command with its secrets exported, in its own process group, output
+//!   drained through [`mask`] and capped; nothing outlives the request.
+//! - [`mask`]: the global mask set and the (streaming) masker: bytes in, bytes out.
 //! - [`bash`]: the events, output splitting and bounded event store behind the
 //!   OpenHands-compatible `/api/bash/*` routes.
 //! - [`state`]: [`AppState`], the handles handlers share.
+//! - [`client`]: `secret-sidecar exec`, a client of a running sidecar; [`reaper`]: PID 1
+//!   duty; [`hardening`]: no core dumps; [`telemetry`]: logs.
 
 mod api;
 pub mod auth;
