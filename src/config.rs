@@ -16,6 +16,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use secrecy::SecretString;
 use url::Url;
 
+use crate::secrets::fetch::FetchConfig;
 use crate::secrets::origin::{Origin, OriginPolicy};
 use crate::secrets::registry::Limits;
 use crate::secrets::resolver::CacheConfig;
@@ -314,11 +315,7 @@ pub struct HttpConfig {
 /// How lookups are made and cached.
 #[derive(Clone)]
 pub struct LookupConfig {
-    pub timeout: Duration,
-    pub max_value_bytes: usize,
-    pub proxy: Option<Url>,
-    pub extra_ca_file: Option<PathBuf>,
-    pub resolve_overrides: Vec<(String, IpAddr)>,
+    pub fetch: FetchConfig,
     pub cache: CacheConfig,
     pub session_key: KeySource,
     /// Values of the `--allow-env-header` variables, captured at start.
@@ -328,11 +325,7 @@ pub struct LookupConfig {
 impl fmt::Debug for LookupConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LookupConfig")
-            .field("timeout", &self.timeout)
-            .field("max_value_bytes", &self.max_value_bytes)
-            .field("proxy", &self.proxy.as_ref().map(|p| p.origin().ascii_serialization()))
-            .field("extra_ca_file", &self.extra_ca_file)
-            .field("resolve_overrides", &self.resolve_overrides)
+            .field("fetch", &self.fetch)
             .field("cache", &self.cache)
             .field("session_key", &self.session_key)
             .field("env_headers", &self.env_headers.keys().collect::<Vec<_>>())
@@ -560,11 +553,14 @@ fn lookup_config(args: &ServeArgs, env: &Env) -> Result<LookupConfig, ConfigErro
         .filter_map(|var| Some((var.clone(), SecretString::from(env.get(var)?.to_owned()))))
         .collect();
     Ok(LookupConfig {
-        timeout: Duration::from_secs(args.lookup_timeout),
-        max_value_bytes: args.max_value_bytes,
-        proxy,
-        extra_ca_file: args.extra_ca_file.clone(),
-        resolve_overrides,
+        fetch: FetchConfig {
+            timeout: Duration::from_secs(args.lookup_timeout),
+            max_value_bytes: args.max_value_bytes,
+            proxy,
+            extra_ca_file: args.extra_ca_file.clone(),
+            resolve_overrides,
+            ..FetchConfig::default()
+        },
         cache: CacheConfig {
             ttl: Duration::from_secs(args.cache_ttl),
             capacity: args.cache_capacity,
@@ -685,7 +681,7 @@ mod tests {
         let c =
             config(&["--lookup-resolve", "meta.test=169.254.169.254"], &[("SESSION_API_KEY", "sk-canary")])
                 .unwrap();
-        assert_eq!(c.lookup.resolve_overrides[0].0, "meta.test");
+        assert_eq!(c.lookup.fetch.resolve_overrides[0].0, "meta.test");
         assert!(config(&["--lookup-resolve", "nope"], &[]).is_err());
         let shown = format!("{c:?}");
         assert!(!shown.contains("sk-canary"), "{shown}");

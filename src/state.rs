@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::ApiKeys;
 use crate::config::{Config, HttpConfig, ListenAddr};
-use crate::secrets::fetch::{FetchBuildError, FetchConfig, Fetcher};
+use crate::secrets::fetch::{FetchBuildError, Fetcher};
 use secrecy::SecretString;
 
 use crate::api::RateLimit;
@@ -101,15 +101,7 @@ impl AppState {
     /// (loading can generate a key file, which is start-up's business, not the state's).
     pub fn new(config: &Config, keys: ApiKeys) -> Result<Self, FetchBuildError> {
         let lookup = &config.lookup;
-        let fetcher = Fetcher::new(FetchConfig {
-            timeout: lookup.timeout,
-            max_value_bytes: lookup.max_value_bytes,
-            proxy: lookup.proxy.clone(),
-            extra_ca_file: lookup.extra_ca_file.clone(),
-            resolve_overrides: lookup.resolve_overrides.clone(),
-            retry_base: Duration::from_millis(200),
-            max_attempts: 3,
-        })?;
+        let fetcher = Fetcher::new(lookup.fetch.clone())?;
         let session_key = Arc::new(SessionKey::new(lookup.session_key.clone()));
         let resolver = Resolver::new(
             fetcher,

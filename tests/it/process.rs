@@ -154,3 +154,89 @@ async fn sigterm_kills_running_commands_and_exits() {
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < Duration::from_secs(8), "the running command did not hold up shutdown");
 }
+
+/// Children of `pid`, from the host's /proc.
+fn children_of(pid: u32) -> Vec<(u32, char)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(child) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else { continue };
+        let rest: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+        if rest.get(1).and_then(|p| p.parse::<u32>().ok()) == Some(pid) {
+            out.push((child, rest[0].chars().next().unwrap_or('?')));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn as_pid_1_it_reaps_orphans() {
+    // A new PID namespace (root only, as in CI); skip quietly where unshare is unavailable.
+    let probe = std::process::Command::new("unshare").args(["-p", "-f", "true"]).status();
+    if !probe.is_ok_and(|s| s.success()) {
+        eprintln!("skipping: cannot create a PID namespace here");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    /// Kills the namespace if the test fails half-way.
+    struct Guard(std::process::Child);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let unshare = std::process::Command::new("unshare")
+        .args([
+            "-p",
+            "-f",
+            "--kill-child",
+            env!("CARGO_BIN_EXE_secret-sidecar"),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--log",
+            "warn",
+        ])
+        .env("SESSION_API_KEY", "pid1-key")
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut unshare = Guard(unshare);
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while client.get(format!("{base}/ready")).send().await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "the sidecar did not start as PID 1");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // PID 1 in the namespace is the reaper; the service is its child.
+    let init = children_of(unshare.0.id()).first().map(|c| c.0).expect("namespace init");
+    let service = children_of(init);
+    assert_eq!(service.len(), 1, "{service:?}");
+    // A daemon that leaves the command's process group outlives it and is orphaned to PID 1.
+    let r = client
+        .post(format!("{base}/api/commands"))
+        .header("X-Session-API-Key", "pid1-key")
+        .json(&serde_json::json!({"command": "f=$(mktemp); setsid sh -c \"echo up > $f; exec sleep 0.5\" </dev/null >/dev/null 2>&1 & \
+            while [ ! -s $f ]; do sleep 0.01; done; rm -f $f; echo ok"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let orphans = || children_of(init).into_iter().filter(|c| c.0 != service[0].0).collect::<Vec<_>>();
+    assert_eq!(orphans().len(), 1, "the daemon was re-parented to PID 1");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let others = orphans();
+        if others.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "orphans not reaped: {others:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // SIGTERM to PID 1 is forwarded; the service drains and the namespace ends.
+    // SAFETY: signalling a process we started.
+    unsafe { libc::kill(init as i32, libc::SIGTERM) };
+    let status = tokio::task::spawn_blocking(move || unshare.0.wait()).await.unwrap().unwrap();
+    assert!(status.success(), "{status:?}");
+}
