@@ -217,7 +217,7 @@ async fn as_pid_1_it_reaps_orphans() {
     let r = client
         .post(format!("{base}/api/commands"))
         .header("X-Session-API-Key", "pid1-key")
-        .json(&serde_json::json!({"command": "f=$(mktemp); setsid sh -c \"echo up > $f; exec sleep 0.5\" </dev/null >/dev/null 2>&1 & \
+        .json(&serde_json::json!({"command": "f=$(mktemp); setsid sh -c \"echo up > $f; exec sleep 2\" </dev/null >/dev/null 2>&1 & \
             while [ ! -s $f ]; do sleep 0.01; done; rm -f $f; echo ok"}))
         .send()
         .await
