@@ -178,8 +178,9 @@ impl AppState {
         if !self.masks.is_maskable(value.expose()) {
             return Ok(());
         }
-        self.masks.insert(&mask_key(scope, name), value.expose()).map_err(|e| {
-            tracing::error!(name, "cannot mask a secret value: {e}");
+        self.masks.insert(&mask_key(scope, name), value.expose()).map_err(|_| {
+            // The error's detail can carry the value's length; the name is enough.
+            tracing::error!(name, "cannot mask a secret value; refusing to use it");
             ApiError::Unavailable
         })
     }

@@ -22,7 +22,7 @@ use super::extract::{JsonBody, PathParams};
 use super::frames::FrameStream;
 use crate::error::ApiError;
 use crate::exec::{Chunk, ExecOutcome, ExecRequest, Stream};
-use crate::secrets::export::gather;
+use crate::secrets::export::{Gathered, gather};
 use crate::secrets::registry::ScopeId;
 use crate::state::AppState;
 
@@ -51,25 +51,26 @@ async fn prepare(state: &AppState, scope: &ScopeId, body: &Value) -> Result<Prep
         retry_after: std::time::Duration::from_secs(1),
     })?;
     let gathered = gather(&state.registry, &state.resolver, scope, &req.command, &req.secrets).await;
-    let mut skipped = gathered.skipped.clone();
-    if !gathered.missing.is_empty() {
+    let exported = gathered.exported();
+    let Gathered { exports, stale, mut skipped, missing } = gathered;
+    if !missing.is_empty() {
         if req.fail_on_missing {
-            return Err(ApiError::MissingSecrets(gathered.missing));
+            return Err(ApiError::MissingSecrets(missing));
         }
-        skipped.extend(gathered.missing.iter().map(|m| m.name.clone()));
+        skipped.extend(missing.into_iter().map(|m| m.name));
         skipped.sort();
     }
-    let masker = state.masks_for(scope, &gathered.exports)?;
+    let masker = state.masks_for(scope, &exports)?;
     Ok(Prepared {
-        exported: gathered.exported(),
-        stale: gathered.stale.clone(),
+        exported,
+        stale,
         skipped,
         request: Some(ExecRequest {
             command: req.command,
             cwd,
             timeout: req.timeout,
             env: req.env,
-            secrets: gathered.exports,
+            secrets: exports,
             scrub_values: state.held_keys(),
             scrub_names: state.exec_limits.scrub_names.clone(),
         }),

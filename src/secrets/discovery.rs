@@ -8,13 +8,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use rand::Rng;
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
 use super::origin::{Origin, OriginKind};
 use super::registry::Registry;
-use super::resolver::Resolver;
+use super::resolver::{Resolver, jitter};
 use super::source::{LookupSecret, SecretSource};
 use super::value::SecretName;
 use crate::config::DiscoveryConfig;
@@ -92,8 +91,4 @@ pub async fn discover_once(
     let gone = registry.set_discovered(found);
     resolver.forget(&gone).await;
     Ok(count)
-}
-
-fn jitter(base: Duration) -> Duration {
-    base.mul_f64(rand::thread_rng().gen_range(0.9..=1.1))
 }

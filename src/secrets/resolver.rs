@@ -435,7 +435,7 @@ fn internal(entry: &Entry) -> Outcome {
 }
 
 /// `base` ±10 %, so a fleet started together does not refresh in step.
-fn jitter(base: Duration) -> Duration {
+pub(crate) fn jitter(base: Duration) -> Duration {
     if base.is_zero() {
         return base;
     }
