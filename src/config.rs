@@ -7,6 +7,7 @@
 //! environment. Parsing happens once; components receive only their own part.
 
 use std::collections::{BTreeMap, HashMap};
+use std::ffi::OsString;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -176,6 +177,12 @@ pub struct ServeArgs {
     #[arg(long = "strip-env", env = "SECRET_SIDECAR_STRIP_ENV", value_delimiter = ',')]
     pub strip_env: Vec<String>,
 
+    /// Run commands as this user: `USER[:GROUP]`, names from /etc/passwd and /etc/group or
+    /// numeric ids (the strongest setup: commands can then neither read the sidecar's process
+    /// nor its key files). Needs a sidecar running as root.
+    #[arg(long, env = "SECRET_SIDECAR_COMMAND_USER")]
+    pub command_user: Option<String>,
+
     /// Most commands running at once; more get 429.
     #[arg(long, env = "SECRET_SIDECAR_MAX_CONCURRENT_COMMANDS", default_value_t = 16)]
     pub max_concurrent_commands: usize,
@@ -222,35 +229,47 @@ impl ServeArgs {
     }
 }
 
-/// A snapshot of the process environment (UTF-8 variables only).
+/// A snapshot of the process environment, taken before [`crate::hardening::scrub_environ`]
+/// overwrites the key-bearing variables. Lookups by name see UTF-8 variables only; commands
+/// inherit every variable, bytes as they were.
 #[derive(Clone, Default)]
-pub struct Env(BTreeMap<String, String>);
+pub struct Env {
+    utf8: BTreeMap<String, String>,
+    raw: Vec<(OsString, OsString)>,
+}
 
 impl fmt::Debug for Env {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Names only: values include session keys.
-        f.debug_set().entries(self.0.keys()).finish()
+        f.debug_set().entries(self.raw.iter().map(|(k, _)| k)).finish()
     }
 }
 
 impl Env {
     /// The current process environment.
     pub fn from_process() -> Self {
-        Self(
-            std::env::vars_os()
-                .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-                .collect(),
-        )
+        Self::from_raw(std::env::vars_os().collect())
     }
 
     /// A given set of variables (tests).
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
-        Self(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    pub fn from_pairs<K: Into<OsString>, V: Into<OsString>>(pairs: impl IntoIterator<Item = (K, V)>) -> Self {
+        Self::from_raw(pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect())
+    }
+
+    fn from_raw(raw: Vec<(OsString, OsString)>) -> Self {
+        let utf8 =
+            raw.iter().filter_map(|(k, v)| Some((k.to_str()?.to_owned(), v.to_str()?.to_owned()))).collect();
+        Self { utf8, raw }
     }
 
     /// The value of `name`, if set and not empty.
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(String::as_str).filter(|v| !v.is_empty())
+        self.utf8.get(name).map(String::as_str).filter(|v| !v.is_empty())
+    }
+
+    /// Whether `name` is set at all, even to an empty value.
+    fn is_set(&self, name: &str) -> bool {
+        self.utf8.contains_key(name)
     }
 }
 
@@ -504,7 +523,11 @@ fn exec_settings(args: &ServeArgs, env: &Env) -> Result<ExecSettings, ConfigErro
             "--max-timeout, --max-concurrent-commands and --max-output-bytes must be at least 1".into(),
         ));
     }
-    let process_env = env.0.iter().map(|(k, v)| (k.into(), v.into())).collect();
+    let process_env = env.raw.clone();
+    let user = match &args.command_user {
+        Some(spec) => Some(command_user(spec)?),
+        None => None,
+    };
     Ok(ExecSettings {
         runner: crate::exec::ExecConfig {
             shell,
@@ -512,12 +535,26 @@ fn exec_settings(args: &ServeArgs, env: &Env) -> Result<ExecSettings, ConfigErro
             max_output_bytes: args.max_output_bytes,
             pristine_env: args.pristine_env,
             strip_env: args.strip_env.clone(),
+            user,
         },
         max_timeout: Duration::from_secs(args.max_timeout),
         max_concurrent: args.max_concurrent_commands,
         refuse_unmaskable: args.refuse_unmaskable,
         process_env,
     })
+}
+
+/// `--command-user`, checked against this process: switching ids needs root.
+fn command_user(spec: &str) -> Result<crate::exec::CommandUser, ConfigError> {
+    let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
+    let user = crate::exec::CommandUser::parse(spec, &read("/etc/passwd"), &read("/etc/group"))
+        .map_err(|e| ConfigError::Invalid(format!("--command-user {spec}: {e}")))?;
+    if current_uid() != 0 && user.uid != current_uid() {
+        return Err(ConfigError::Invalid(format!(
+            "--command-user {spec}: running commands as another user needs the sidecar to run as root"
+        )));
+    }
+    Ok(user)
 }
 
 fn lookup_config(args: &ServeArgs, env: &Env) -> Result<LookupConfig, ConfigError> {
@@ -583,10 +620,11 @@ pub(crate) fn current_uid() -> u32 {
 fn session_keys(env: &Env) -> Result<Vec<SecretString>, ConfigError> {
     let mut keys: Vec<String> = Vec::new();
     for i in 0.. {
-        match env.0.get(&format!("OH_SESSION_API_KEYS_{i}")) {
-            Some(k) => keys.push(k.clone()),
-            None => break,
+        let name = format!("OH_SESSION_API_KEYS_{i}");
+        if !env.is_set(&name) {
+            break;
         }
+        keys.extend(env.get(&name).map(str::to_owned));
     }
     if let Some(list) = env.get("OH_SESSION_API_KEYS") {
         let parsed: Vec<String> = serde_json::from_str(list)

@@ -5,30 +5,48 @@ use std::process::ExitCode;
 use clap::Parser;
 use secret_sidecar::client::{self, ExecArgs};
 use secret_sidecar::config::{Cli, Command, Config, Env, default_key_file};
-use secret_sidecar::{hardening, reaper, server, telemetry};
+use secret_sidecar::{exec, hardening, reaper, server, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    reaper::reap_if_pid1();
     let args = match cli.command {
         Some(Command::Serve(args)) => *args,
-        Some(Command::Exec(args)) => return exec(args),
+        Some(Command::Exec(args)) => {
+            reaper::reap_if_pid1();
+            return exec(args);
+        }
         None => cli.serve,
     };
+    // Still single-threaded, and before the PID 1 fork so both processes are covered: take
+    // the environment, scrub the keys out of the block /proc/<pid>/environ shows, harden.
+    let env = Env::from_process();
+    let is_named = |list: &[String], name: &[u8]| list.iter().any(|v| v.as_bytes() == name);
+    // SAFETY: no thread has been started and nothing holds a pointer into the environment.
+    let scrubbed = unsafe {
+        hardening::scrub_environ(|name| {
+            exec::holds_key(name)
+                || is_named(&args.allow_env_headers, name)
+                || is_named(&args.strip_env, name)
+        })
+    };
+    let shortfalls = hardening::harden_process();
+    reaper::reap_if_pid1();
     if let Err(e) = telemetry::init(&args.log, args.log_format) {
         eprintln!("secret-sidecar: {e}");
         return ExitCode::from(2);
     }
-    let config = match Config::new(&args, &Env::from_process()) {
+    tracing::debug!(variables = ?scrubbed, "key variables scrubbed from the process environment");
+    for step in shortfalls {
+        tracing::warn!("process hardening incomplete: {step}");
+    }
+    let config = match Config::new(&args, &env) {
         Ok(c) => c,
         Err(e) => {
             tracing::error!("invalid configuration: {e}");
             return ExitCode::from(2);
         }
     };
-    if let Err(e) = hardening::harden_process() {
-        tracing::warn!("process hardening incomplete: {e}");
-    }
+    drop(env);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {

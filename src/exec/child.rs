@@ -17,7 +17,7 @@ use std::process::{ExitStatus, Stdio};
 
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
-use super::ExecError;
+use super::{CommandUser, ExecError};
 
 /// A spawned command: the shell, its pipes, and the guard over its process group.
 pub struct Spawned {
@@ -32,14 +32,21 @@ pub struct Spawned {
 }
 
 /// Starts `shell -c command` in `cwd` with exactly `env`, stdin closed, stdout and stderr
-/// piped, in a new process group whose id is the child's pid.
+/// piped, in a new process group whose id is the child's pid; as `user` when given.
 pub fn spawn(
     shell: &Path,
     command: &str,
     cwd: &Path,
     env: &BTreeMap<&OsStr, &OsStr>,
+    user: Option<&CommandUser>,
 ) -> Result<Spawned, ExecError> {
-    let mut child = Command::new(shell)
+    let mut cmd = Command::new(shell);
+    if let Some(user) = user {
+        // Switching ids happens in the child between fork and exec, so this is the one setup
+        // that cannot use posix_spawn. std clears supplementary groups when root does this.
+        cmd.uid(user.uid).gid(user.gid);
+    }
+    let mut child = cmd
         .arg("-c")
         .arg(command)
         .env_clear()

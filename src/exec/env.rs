@@ -20,9 +20,14 @@ use super::ExecRequest;
 /// Variables kept with `--pristine-env`, besides every `LC_*`.
 const PRISTINE: &[&str] = &["PATH", "HOME", "USER", "LANG", "TERM", "TZ", "TMPDIR", "SHELL"];
 
-/// Variables that hold the sidecar's keys or configuration, never passed on.
-const FORBIDDEN: &[&str] = &["SESSION_API_KEY", "OH_SECRET_KEY", "OPENHANDS_API_KEY"];
-const FORBIDDEN_PREFIXES: &[&str] = &["OH_SESSION_API_KEYS", "SECRET_SIDECAR_"];
+/// Variables that hold the sidecar's keys: never passed on, and scrubbed from the sidecar's
+/// own environment block at start.
+const KEY_VARIABLES: &[&str] = &["SESSION_API_KEY", "OH_SECRET_KEY", "OPENHANDS_API_KEY"];
+const KEY_PREFIXES: &[&str] = &["OH_SESSION_API_KEYS"];
+/// The sidecar's own configuration, never passed on either. These variables carry settings
+/// and paths, not keys, so they are not scrubbed; a future one that holds a secret belongs in
+/// [`KEY_VARIABLES`].
+const CONFIG_PREFIX: &str = "SECRET_SIDECAR_";
 
 /// Keys shorter than this are not looked for in values: a short one would match by accident.
 pub const MIN_SCRUB_LEN: usize = 8;
@@ -81,10 +86,15 @@ fn is_pristine(name: &OsStr) -> bool {
     name.starts_with(b"LC_") || PRISTINE.iter().any(|p| name == p.as_bytes())
 }
 
+/// Whether the variable `name` holds one of the sidecar's keys (`SESSION_API_KEY`,
+/// `OH_SESSION_API_KEYS*`, `OH_SECRET_KEY`, `OPENHANDS_API_KEY`).
+pub fn holds_key(name: &[u8]) -> bool {
+    KEY_VARIABLES.iter().any(|f| name == f.as_bytes())
+        || KEY_PREFIXES.iter().any(|p| name.starts_with(p.as_bytes()))
+}
+
 fn is_forbidden(name: &OsStr) -> bool {
-    let name = name.as_bytes();
-    FORBIDDEN.iter().any(|f| name == f.as_bytes())
-        || FORBIDDEN_PREFIXES.iter().any(|p| name.starts_with(p.as_bytes()))
+    holds_key(name.as_bytes()) || name.as_bytes().starts_with(CONFIG_PREFIX.as_bytes())
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {

@@ -19,6 +19,7 @@ mod shell;
 mod supervise;
 #[cfg(test)]
 mod tests;
+mod user;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -33,9 +34,10 @@ use crate::mask::Masker;
 use crate::secrets::value::SecretValue;
 
 pub use capture::{HEAD_BYTES, WITHHELD};
-pub use env::MIN_SCRUB_LEN;
+pub use env::{MIN_SCRUB_LEN, holds_key};
 pub use shell::resolve_shell;
 pub use supervise::{GRACE, TERM_TO_KILL};
+pub use user::{CommandUser, UserError};
 
 /// Default per-stream output cap (`--max-output-bytes`).
 pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 1024 * 1024;
@@ -57,6 +59,8 @@ pub struct ExecConfig {
     pub pristine_env: bool,
     /// Further variable names never passed on (`--strip-env`).
     pub strip_env: Vec<String>,
+    /// Run commands as this user and group (`--command-user`) instead of the sidecar's own.
+    pub user: Option<CommandUser>,
 }
 
 /// Runs commands. Cheap to clone: every clone shares one configuration and environment.
@@ -179,7 +183,14 @@ impl Executor {
     /// An executor for `cfg`, passing on `process_env` (the sidecar's environment, captured
     /// once at start) minus the variables contract §5 excludes.
     pub fn new(cfg: ExecConfig, process_env: Vec<(OsString, OsString)>) -> Self {
-        let base_env = env::base_env(process_env, cfg.pristine_env, &cfg.strip_env);
+        let mut base_env = env::base_env(process_env, cfg.pristine_env, &cfg.strip_env);
+        if let Some((name, home)) = cfg.user.as_ref().and_then(|u| u.account.as_ref()) {
+            // As `runuser` would: the command's identity variables match the user it runs as.
+            base_env.retain(|(n, _)| !["HOME", "USER", "LOGNAME"].iter().any(|v| n == v));
+            base_env.push(("HOME".into(), home.into()));
+            base_env.push(("USER".into(), name.into()));
+            base_env.push(("LOGNAME".into(), name.into()));
+        }
         Self { inner: Arc::new(Inner { cfg, base_env }) }
     }
 
@@ -208,7 +219,7 @@ impl Executor {
         let spawned = {
             let env = env::child_env(&self.inner.base_env, &req);
             let cwd = req.cwd.as_deref().unwrap_or(&cfg.workdir);
-            child::spawn(&cfg.shell, &req.command, cwd, &env)?
+            child::spawn(&cfg.shell, &req.command, cwd, &env, cfg.user.as_ref())?
         };
         drop(req);
 

@@ -20,6 +20,7 @@ fn config() -> ExecConfig {
         max_output_bytes: DEFAULT_MAX_OUTPUT_BYTES,
         pristine_env: false,
         strip_env: Vec::new(),
+        user: None,
     }
 }
 

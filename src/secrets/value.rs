@@ -64,9 +64,11 @@ pub fn is_placeholder(bytes: &[u8]) -> bool {
     bytes.iter().all(u8::is_ascii_whitespace) || bytes == b"**********"
 }
 
-/// Names that change how a shell or the dynamic loader runs a command; a secret may not
-/// take them because exporting one would hand the secret's author control of the child.
+/// Names that change how a shell, the dynamic loader or an interpreter loads and runs code; a
+/// secret may not take them because exporting one would hand the secret's author control of
+/// the child (`PYTHONSTARTUP=/tmp/x.py`, `NODE_OPTIONS=--require …`, `GCONV_PATH`, …).
 const RESERVED_NAMES: &[&str] = &[
+    // Shells and the C library.
     "PATH",
     "BASH_ENV",
     "ENV",
@@ -77,9 +79,54 @@ const RESERVED_NAMES: &[&str] = &[
     "PROMPT_COMMAND",
     "HOME",
     "SHELL",
+    "ZDOTDIR",
     "_",
+    "GCONV_PATH",
+    "GLIBC_TUNABLES",
+    "LOCPATH",
+    "NLSPATH",
+    "HOSTALIASES",
+    "MALLOC_CHECK_",
+    // Interpreters and runtimes.
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONSTARTUP",
+    "PYTHONUSERBASE",
+    "PYTHONINSPECT",
+    "PYTHONBREAKPOINT",
+    "PYTHONWARNINGS",
+    "NODE_OPTIONS",
+    "NODE_PATH",
+    "NODE_REPL_EXTERNAL_MODULE",
+    "PERL5OPT",
+    "PERL5LIB",
+    "PERLLIB",
+    "PERL5DB",
+    "RUBYOPT",
+    "RUBYLIB",
+    "JAVA_TOOL_OPTIONS",
+    "_JAVA_OPTIONS",
+    "JDK_JAVA_OPTIONS",
+    "CLASSPATH",
+    "LUA_INIT",
+    "LUA_PATH",
+    "LUA_CPATH",
+    "TCLLIBPATH",
+    "PHPRC",
+    "PHP_INI_SCAN_DIR",
+    "GIT_EXEC_PATH",
+    "GIT_SSH_COMMAND",
+    "GIT_CONFIG_PARAMETERS",
+    "GIT_CONFIG_COUNT",
+    "GIT_CONFIG_GLOBAL",
+    "GIT_CONFIG_SYSTEM",
+    "EDITOR",
+    "VISUAL",
+    "PAGER",
+    "BROWSER",
 ];
-const RESERVED_PREFIXES: &[&str] = &["LD_", "BASH_FUNC_"];
+const RESERVED_PREFIXES: &[&str] =
+    &["LD_", "BASH_FUNC_", "DYLD_", "GIT_CONFIG_KEY_", "GIT_CONFIG_VALUE_", "LUA_INIT_"];
 
 /// Longest accepted name, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
@@ -93,7 +140,7 @@ pub struct SecretName(String);
 pub enum NameError {
     #[error("name must match ^[A-Za-z_][A-Za-z0-9_]{{0,127}}$")]
     Invalid,
-    #[error("name {0} is reserved (it changes how a shell or loader runs)")]
+    #[error("name {0} is reserved (it changes how a shell, loader or interpreter runs code)")]
     Reserved(String),
 }
 
@@ -181,6 +228,15 @@ mod tests {
             "HOME",
             "SHELL",
             "_",
+            "PYTHONPATH",
+            "PYTHONSTARTUP",
+            "NODE_OPTIONS",
+            "PERL5OPT",
+            "RUBYOPT",
+            "GCONV_PATH",
+            "GLIBC_TUNABLES",
+            "JAVA_TOOL_OPTIONS",
+            "GIT_CONFIG_KEY_0",
         ] {
             if is_env_name(reserved) {
                 assert!(matches!(SecretName::parse(reserved), Err(NameError::Reserved(_))), "{reserved}");

@@ -15,4 +15,5 @@ mod health;
 mod lookup_process;
 mod process;
 mod resolve;
+mod root;
 mod secrets_api;

@@ -1,6 +1,7 @@
 //! The real binary: key generation, refusal to expose itself, unix sockets, signals, and
 //! process hardening.
 
+use std::ffi::OsString;
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
@@ -213,6 +214,16 @@ async fn as_pid_1_it_reaps_orphans() {
     let init = children_of(unshare.0.id()).first().map(|c| c.0).expect("namespace init");
     let service = children_of(init);
     assert_eq!(service.len(), 1, "{service:?}");
+    // Both processes scrubbed the key from the block /proc/<pid>/environ shows, the PID 1
+    // parent included (it forks after scrubbing and hardening).
+    for pid in [init, service[0].0] {
+        let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        let environ = String::from_utf8_lossy(&environ);
+        assert!(!environ.contains("pid1-key"), "/proc/{pid}/environ: {environ:?}");
+        assert!(environ.contains("SESSION_API_KEY=\0"), "/proc/{pid}/environ: {environ:?}");
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+        assert!(status.contains("NoNewPrivs:\t1"), "{status}");
+    }
     // A daemon that leaves the command's process group outlives it and is orphaned to PID 1.
     let r = client
         .post(format!("{base}/api/commands"))
@@ -239,4 +250,21 @@ async fn as_pid_1_it_reaps_orphans() {
     unsafe { libc::kill(init as i32, libc::SIGTERM) };
     let status = tokio::task::spawn_blocking(move || unshare.0.wait()).await.unwrap().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+#[tokio::test]
+async fn inherited_variables_that_are_not_utf8_reach_commands() {
+    use std::os::unix::ffi::OsStringExt;
+    let raw = [(OsString::from("RAW"), OsString::from_vec(b"caf\xe9".to_vec()))];
+    let app =
+        BinApp::spawn_raw(&["--listen", "127.0.0.1:0"], &[("SESSION_API_KEY", "raw-env-key")], &raw).unwrap();
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/commands", app.base))
+        .header("X-Session-API-Key", "raw-env-key")
+        .json(&serde_json::json!({"command": "printf %s \"$RAW\" | od -An -tx1 | tr -d ' \\n'"}))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["stdout"], "636166e9", "{body}");
 }

@@ -1,6 +1,7 @@
 //! The real `secret-sidecar` binary as a child process, with its stderr (JSON log lines)
 //! captured for assertions.
 
+use std::ffi::OsString;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
@@ -18,6 +19,15 @@ impl BinApp {
     /// Starts the binary with `args` and exactly `env` (plus PATH), logging JSON at
     /// `trace`, and waits for its "listening" line (or its exit).
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Result<Self, String> {
+        Self::spawn_raw(args, env, &[])
+    }
+
+    /// [`BinApp::spawn`] with further variables whose names or values need not be UTF-8.
+    pub fn spawn_raw(
+        args: &[&str],
+        env: &[(&str, &str)],
+        raw: &[(OsString, OsString)],
+    ) -> Result<Self, String> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_secret-sidecar"));
         cmd.args(args)
             .env_clear()
@@ -25,6 +35,7 @@ impl BinApp {
             .env("SECRET_SIDECAR_LOG", "trace")
             .env("SECRET_SIDECAR_LOG_FORMAT", "json")
             .envs(env.iter().copied())
+            .envs(raw.iter().cloned())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
