@@ -123,7 +123,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SECRET_SIDECAR_LOOKUP_TIMEOUT", default_value_t = 10)]
     pub lookup_timeout: u64,
 
-    /// Largest accepted secret value (lookup body), in bytes.
+    /// Largest accepted secret value (a lookup body or a static value), in bytes.
     #[arg(long, env = "SECRET_SIDECAR_MAX_VALUE_BYTES", default_value_t = 65536)]
     pub max_value_bytes: usize,
 
@@ -463,6 +463,7 @@ impl Config {
                 policy: OriginPolicy::new(settings, others),
                 internal_base,
                 allowed_env_headers: args.allow_env_headers.clone(),
+                max_value_bytes: args.max_value_bytes,
             },
             lookup,
             discovery,
