@@ -73,25 +73,26 @@ impl Executor {
     /// the total. Secrets are checked first, so a caller can drop them one at a time.
     pub fn check_size(&self, req: &ExecRequest, limits: ArgLimits) -> Result<(), Oversize> {
         let env = env::child_env(&self.inner.base_env, req);
-        let own = req.secrets.iter().map(|(n, v)| (n.as_str(), v.expose()));
-        let own = own.chain(req.env.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
+        let own = req.secrets.iter().map(|(n, v)| (n.as_str(), v.len()));
+        let own = own.chain(req.env.iter().map(|(n, v)| (n.as_str(), v.len())));
         check(self.inner.cfg.shell.as_os_str(), &req.command, own, &env, limits)
     }
 }
 
-/// `own` are the request's own variables (secrets, then `env`), checked one by one first so the
-/// error names one of them when it can; `env` is the whole environment the child gets.
+/// `own` are the request's own variables (secrets, then `env`) as name and value length,
+/// checked one by one first so the error names one of them when it can; `env` is the whole
+/// environment the child gets.
 fn check<'a>(
     shell: &OsStr,
     command: &str,
-    own: impl Iterator<Item = (&'a str, &'a [u8])>,
+    own: impl Iterator<Item = (&'a str, usize)>,
     env: &BTreeMap<&OsStr, &OsStr>,
     limits: ArgLimits,
 ) -> Result<(), Oversize> {
     let entry = |name: &[u8], value: &[u8]| name.len() + 1 + value.len() + 1;
     let too_long = |name: &str| Oversize::Variable { name: name.to_owned(), limit: limits.per_string };
-    for (name, value) in own {
-        if entry(name.as_bytes(), value) > limits.per_string {
+    for (name, len) in own {
+        if name.len() + 1 + len + 1 > limits.per_string {
             return Err(too_long(name));
         }
     }
@@ -136,7 +137,7 @@ mod tests {
             vars.iter().map(|(n, len)| ((*n).into(), vec![b'v'; *len])).collect();
         let env: BTreeMap<&OsStr, &OsStr> =
             values.iter().map(|(n, v)| (n.as_os_str(), OsStr::from_bytes(v))).collect();
-        let mine = values[..own].iter().map(|(n, v)| (n.to_str().unwrap(), v.as_slice()));
+        let mine = values[..own].iter().map(|(n, v)| (n.to_str().unwrap(), v.len()));
         check(OsStr::new("/bin/sh"), command, mine, &env, ArgLimits { per_string: 1000, total: 5000 })
     }
 

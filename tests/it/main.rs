@@ -17,3 +17,4 @@ mod lookup_process;
 mod process;
 mod resolve;
 mod secrets_api;
+mod slow_clients;
