@@ -68,7 +68,7 @@ fn setup() -> Bench {
     let key = Arc::new(SessionKey::new(KeySource::Fixed(Some("bench-key".to_owned().into()))));
     let resolver = Resolver::new(fetcher.clone(), cache, policy.clone(), key, HashMap::new());
     let registry = Registry::new(Limits { max_conversations: 16, max_secrets_per_scope: 4096 });
-    let ctx = ParseContext { policy, internal_base: None, allowed_env_headers: vec![] };
+    let ctx = ParseContext { policy, ..ParseContext::default() };
     Bench { rt, base, hits, resolver, registry, ctx, fetcher }
 }
 

@@ -77,9 +77,23 @@ pub struct ServeArgs {
     #[arg(long, env = "SECRET_SIDECAR_MAX_BODY_BYTES", default_value_t = 1024 * 1024)]
     pub max_body_bytes: usize,
 
-    /// Most requests handled at once; more get 429.
+    /// Most requests handled at once (counted once their body is read); more get 429.
     #[arg(long, env = "SECRET_SIDECAR_MAX_CONCURRENT_REQUESTS", default_value_t = 256)]
     pub max_concurrent_requests: usize,
+
+    /// Seconds a client has to send a request's head, from its first byte (or from connecting);
+    /// then the connection is closed.
+    #[arg(long, env = "SECRET_SIDECAR_HEADER_TIMEOUT", default_value_t = 10)]
+    pub header_timeout: u64,
+
+    /// Seconds a client has to send a request's body once its head is in; then 408 and the
+    /// connection is closed.
+    #[arg(long, env = "SECRET_SIDECAR_BODY_TIMEOUT", default_value_t = 30)]
+    pub body_timeout: u64,
+
+    /// Seconds a kept-alive connection may wait for its next request; then it is closed.
+    #[arg(long, env = "SECRET_SIDECAR_IDLE_TIMEOUT", default_value_t = 60)]
+    pub idle_timeout: u64,
 
     /// Settings API origin (receives the session key); default: the origin of
     /// OH_WEBHOOKS_0_BASE_URL.
@@ -124,7 +138,7 @@ pub struct ServeArgs {
     #[arg(long, env = "SECRET_SIDECAR_LOOKUP_TIMEOUT", default_value_t = 10)]
     pub lookup_timeout: u64,
 
-    /// Largest accepted secret value (lookup body), in bytes.
+    /// Largest accepted secret value (a lookup body or a static value), in bytes.
     #[arg(long, env = "SECRET_SIDECAR_MAX_VALUE_BYTES", default_value_t = 65536)]
     pub max_value_bytes: usize,
 
@@ -329,6 +343,12 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     pub max_concurrent_requests: usize,
     pub shutdown_timeout: Duration,
+    /// From a request's first byte (or from accept) to its complete head.
+    pub header_timeout: Duration,
+    /// From a complete head to the complete body.
+    pub body_timeout: Duration,
+    /// From the end of a response to the first byte of the next request.
+    pub idle_timeout: Duration,
 }
 
 /// How lookups are made and cached.
@@ -418,6 +438,11 @@ impl Config {
         if args.max_body_bytes == 0 || args.max_concurrent_requests == 0 {
             return Err(invalid("--max-body-bytes and --max-concurrent-requests must be at least 1".into()));
         }
+        if args.header_timeout == 0 || args.body_timeout == 0 || args.idle_timeout == 0 {
+            return Err(invalid(
+                "--header-timeout, --body-timeout and --idle-timeout must be at least 1".into(),
+            ));
+        }
 
         let settings_raw = match &args.settings_url {
             Some(u) => Some(("--settings-url", u.clone())),
@@ -473,6 +498,9 @@ impl Config {
                 max_body_bytes: args.max_body_bytes,
                 max_concurrent_requests: args.max_concurrent_requests,
                 shutdown_timeout: Duration::from_secs(args.shutdown_timeout),
+                header_timeout: Duration::from_secs(args.header_timeout),
+                body_timeout: Duration::from_secs(args.body_timeout),
+                idle_timeout: Duration::from_secs(args.idle_timeout),
             },
             registry: Limits {
                 max_conversations: args.max_conversations,
@@ -482,6 +510,7 @@ impl Config {
                 policy: OriginPolicy::new(settings, others),
                 internal_base,
                 allowed_env_headers: args.allow_env_headers.clone(),
+                max_value_bytes: args.max_value_bytes,
             },
             lookup,
             discovery,
@@ -659,6 +688,12 @@ mod tests {
         assert_eq!(c.listen, ListenAddr::Tcp("127.0.0.1:8001".parse().unwrap()));
         assert!(c.auth.env_keys.is_empty());
         assert_eq!(c.http.max_body_bytes, 1 << 20);
+        let secs = Duration::from_secs;
+        assert_eq!(
+            (c.http.header_timeout, c.http.body_timeout, c.http.idle_timeout),
+            (secs(10), secs(30), secs(60))
+        );
+        assert!(config(&["--header-timeout", "0"], &[]).is_err());
         assert!(c.auth.default_key_file.ends_with("api-key"));
         let c = config(&[], &[("XDG_RUNTIME_DIR", "/run/user/7")]).unwrap();
         assert_eq!(c.auth.default_key_file, PathBuf::from("/run/user/7/secret-sidecar/api-key"));

@@ -29,6 +29,9 @@ pub enum ApiError {
     /// 405: the route exists, the method does not.
     #[error("Method Not Allowed")]
     MethodNotAllowed,
+    /// 408: the body did not arrive within the body deadline; the connection is closed.
+    #[error("request body not received within {}s", .0.as_secs())]
+    RequestTimeout(Duration),
     /// 413: the body is larger than the limit.
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
@@ -87,6 +90,7 @@ impl ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unprocessable(_) | Self::InvalidEntry(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -115,6 +119,10 @@ impl IntoResponse for ApiError {
             body["missing"] = missing.iter().map(|m| json!({"name": m.name, "error": m.error})).collect();
         }
         let mut response = (status, axum::Json(body)).into_response();
+        if let Self::RequestTimeout(_) = &self {
+            // The rest of the body may still come; the connection cannot be reused.
+            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         if let Self::TooMany { retry_after, .. } = &self {
             let secs = retry_after.as_secs().max(1);
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

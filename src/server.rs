@@ -1,7 +1,10 @@
 //! Binding and serving: TCP or unix socket, readiness, graceful shutdown with a deadline.
 //!
 //! `start` is what the binary runs: it loads keys, refuses an exposed listener without a
-//! configured key, builds the state and serves until SIGTERM/SIGINT.
+//! configured key, builds the state and serves until SIGTERM/SIGINT. Each accepted connection
+//! is served by `connection`, which keeps the head and idle deadlines.
+
+mod connection;
 
 use std::future::Future;
 use std::io;
@@ -9,6 +12,9 @@ use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
 
 use tokio::net::{TcpListener, UnixListener};
+use tokio_util::task::TaskTracker;
+
+use connection::Deadlines;
 
 use crate::api::router;
 use crate::auth::{ApiKeys, KeyOrigin};
@@ -32,8 +38,6 @@ pub enum StartError {
     ExposedWithoutKey(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: io::Error },
-    #[error("server error: {0}")]
-    Serve(io::Error),
 }
 
 impl Listener {
@@ -103,26 +107,73 @@ pub async fn serve(
         }
     };
     tokio::spawn(drain);
-    let graceful = {
-        let token = token.clone();
-        async move { token.cancelled().await }
-    };
+    let deadlines = Deadlines { header: state.http.header_timeout, idle: state.http.idle_timeout };
     state.set_ready(true);
+    let connections = TaskTracker::new();
     let served = async {
-        match listener {
-            Listener::Tcp(l) => axum::serve(l, app).with_graceful_shutdown(graceful).await,
-            Listener::Unix(l) => axum::serve(l, app).with_graceful_shutdown(graceful).await,
+        loop {
+            let accepted = tokio::select! {
+                () = token.cancelled() => break,
+                accepted = listener.accept() => accepted,
+            };
+            let (app, token) = (app.clone(), token.clone());
+            match accepted {
+                Ok(Accepted::Tcp(io)) => connections.spawn(connection::serve(io, app, deadlines, token)),
+                Ok(Accepted::Unix(io)) => connections.spawn(connection::serve(io, app, deadlines, token)),
+                Err(e) if is_per_connection(&e) => continue,
+                Err(e) => {
+                    // Out of file descriptors or memory: wait for connections to close rather
+                    // than spin (the error would repeat at once).
+                    tracing::warn!("cannot accept connections: {e}");
+                    tokio::time::sleep(ACCEPT_BACKOFF).await;
+                    continue;
+                }
+            };
         }
+        drop(listener);
+        connections.close();
+        connections.wait().await;
     };
     let timeout = state.http.shutdown_timeout;
     tokio::pin!(served);
     tokio::select! {
-        r = &mut served => r.map_err(StartError::Serve),
+        () = &mut served => Ok(()),
         () = async { token.cancelled().await; tokio::time::sleep(timeout).await } => {
             tracing::warn!(seconds = timeout.as_secs(), "shutdown deadline passed; closing remaining connections");
             Ok(())
         }
     }
+}
+
+/// Pause after an accept error that is not about one connection (e.g. `EMFILE`).
+const ACCEPT_BACKOFF: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// An accepted connection of either kind.
+enum Accepted {
+    Tcp(tokio::net::TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+impl Listener {
+    async fn accept(&self) -> io::Result<Accepted> {
+        match self {
+            Self::Tcp(l) => {
+                let (stream, _) = l.accept().await?;
+                // Small answers and stream frames go out at once, not after a delayed ACK.
+                let _ = stream.set_nodelay(true);
+                Ok(Accepted::Tcp(stream))
+            }
+            Self::Unix(l) => Ok(Accepted::Unix(l.accept().await?.0)),
+        }
+    }
+}
+
+/// Accept errors that concern only the connection being accepted.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionRefused | io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+    )
 }
 
 /// Runs the service as the binary does: load keys, bind, serve until SIGTERM or SIGINT.

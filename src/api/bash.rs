@@ -12,6 +12,7 @@ use axum::extract::{RawQuery, State};
 use serde_json::Value;
 use tokio::sync::mpsc;
 
+use super::env_fit::fit;
 use super::extract::{JsonBody, PathParams};
 use crate::bash::{BashCommand, BashEvent, BashOutput, OutputSplitter, SearchQuery};
 use crate::error::ApiError;
@@ -79,24 +80,27 @@ async fn start(
     })?;
     let gathered =
         gather(&state.registry, &state.resolver, &req.scope, &req.command, &Requested::Referenced).await;
-    let masker = state.masks_for(&req.scope, &gathered.exports)?;
-    let conversation_id = match &req.scope {
-        ScopeId::Conversation(id) => Some(id.to_string()),
-        ScopeId::Sandbox => None,
-    };
-    let shown = mask_text(&masker, &req.command).unwrap_or_else(|| WITHHELD.to_owned());
-    let event = BashCommand::new(shown, req.cwd.clone(), req.timeout, conversation_id);
-    state.bash_events.begin(event.clone()).map_err(|_| ApiError::Unavailable)?;
-    let (done_tx, done_rx) = mpsc::channel(1);
-    let exec_req = ExecRequest {
+    // As with missing ones, a secret too large to export is left out rather than fail the command.
+    let optional: Vec<String> = gathered.exports.iter().map(|(n, _)| n.clone()).collect();
+    let mut exec_req = ExecRequest {
         command: req.command,
-        cwd: req.cwd.map(Into::into),
+        cwd: req.cwd.clone().map(Into::into),
         timeout: std::time::Duration::from_secs(req.timeout),
         env: Vec::new(),
         secrets: gathered.exports,
         scrub_values: state.held_keys(),
         scrub_names: state.exec_limits.scrub_names.clone(),
     };
+    fit(&state.executor, &mut exec_req, &optional, &mut Vec::new())?;
+    let masker = state.masks_for(&req.scope, &exec_req.secrets)?;
+    let conversation_id = match &req.scope {
+        ScopeId::Conversation(id) => Some(id.to_string()),
+        ScopeId::Sandbox => None,
+    };
+    let shown = mask_text(&masker, &exec_req.command).unwrap_or_else(|| WITHHELD.to_owned());
+    let event = BashCommand::new(shown, req.cwd.clone(), req.timeout, conversation_id);
+    state.bash_events.begin(event.clone()).map_err(|_| ApiError::Unavailable)?;
+    let (done_tx, done_rx) = mpsc::channel(1);
     let (state, command_id) = (state.clone(), event.id);
     tokio::spawn(async move {
         let _slot = slot;

@@ -3,8 +3,9 @@
 //!
 //! The flow is the same for both: validate the request, take a command slot, gather the
 //! secrets the command uses (a 424 for a missing explicit one unless `on_missing: "skip"`),
-//! add their values to the global mask set, then run. A client that goes away cancels the
-//! run, which kills the command's process group.
+//! make them fit what the system can export (`env_fit`), add their values to the global mask
+//! set, then run. A client that goes away cancels the run, which kills the command's
+//! process group.
 
 use std::path::PathBuf;
 
@@ -18,6 +19,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::command_request::CommandRequest;
+use super::env_fit::{fit, run_error};
 use super::extract::{JsonBody, PathParams};
 use super::frames::FrameStream;
 use crate::error::ApiError;
@@ -39,7 +41,7 @@ struct Prepared {
     _slot: tokio::sync::OwnedSemaphorePermit,
 }
 
-/// Validates, takes a slot, gathers secrets, updates the mask set.
+/// Validates, takes a slot, gathers secrets, makes them fit, updates the mask set.
 async fn prepare(state: &AppState, scope: &ScopeId, body: &Value) -> Result<Prepared, ApiError> {
     let req = CommandRequest::parse(body, state.exec_limits.max_timeout)?;
     let cwd = match req.cwd {
@@ -51,8 +53,7 @@ async fn prepare(state: &AppState, scope: &ScopeId, body: &Value) -> Result<Prep
         retry_after: std::time::Duration::from_secs(1),
     })?;
     let gathered = gather(&state.registry, &state.resolver, scope, &req.command, &req.secrets).await;
-    let exported = gathered.exported();
-    let Gathered { exports, stale, mut skipped, missing } = gathered;
+    let Gathered { exports, mut stale, mut skipped, missing, implicit } = gathered;
     if !missing.is_empty() {
         if req.fail_on_missing {
             return Err(ApiError::MissingSecrets(missing));
@@ -60,23 +61,23 @@ async fn prepare(state: &AppState, scope: &ScopeId, body: &Value) -> Result<Prep
         skipped.extend(missing.into_iter().map(|m| m.name));
         skipped.sort();
     }
-    let masker = state.masks_for(scope, &exports)?;
-    Ok(Prepared {
-        exported,
-        stale,
-        skipped,
-        request: Some(ExecRequest {
-            command: req.command,
-            cwd,
-            timeout: req.timeout,
-            env: req.env,
-            secrets: exports,
-            scrub_values: state.held_keys(),
-            scrub_names: state.exec_limits.scrub_names.clone(),
-        }),
-        masker,
-        _slot: slot,
-    })
+    // With "skip", any secret may be left out rather than fail the command; else only implicit ones.
+    let optional =
+        if req.fail_on_missing { implicit } else { exports.iter().map(|(n, _)| n.clone()).collect() };
+    let mut request = ExecRequest {
+        command: req.command,
+        cwd,
+        timeout: req.timeout,
+        env: req.env,
+        secrets: exports,
+        scrub_values: state.held_keys(),
+        scrub_names: state.exec_limits.scrub_names.clone(),
+    };
+    fit(&state.executor, &mut request, &optional, &mut skipped)?;
+    stale.retain(|n| !skipped.contains(n));
+    let exported = request.secrets.iter().map(|(n, _)| n.clone()).collect();
+    let masker = state.masks_for(scope, &request.secrets)?;
+    Ok(Prepared { exported, stale, skipped, request: Some(request), masker, _slot: slot })
 }
 
 fn check_cwd(cwd: PathBuf) -> Result<PathBuf, ApiError> {
@@ -116,7 +117,11 @@ pub async fn run(
     let cancel = state.shutdown.child_token();
     // Dropping this handler (client gone) cancels the run and kills the process group.
     let _guard = cancel.clone().drop_guard();
-    let outcome = state.executor.run(request, prepared.masker.clone(), None, cancel).await?;
+    let outcome = state
+        .executor
+        .run(request, prepared.masker.clone(), None, cancel)
+        .await
+        .map_err(|e| run_error(e, &prepared.exported))?;
     let mut fields = outcome_fields(&prepared, &outcome);
     fields.insert("stdout".into(), json!(outcome.stdout));
     fields.insert("stderr".into(), json!(outcome.stderr));

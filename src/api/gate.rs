@@ -1,12 +1,19 @@
 //! The front door every request passes, in this order: forwarded headers (400), `Host`
 //! (400), then for `/api/*` the session key (401) — before routing, so an unauthenticated
-//! caller cannot tell which routes exist — then the concurrency bound (429) and a declared
-//! body size over the limit (413, before any byte is read).
+//! caller cannot tell which routes exist — and a declared body size over the limit (413,
+//! before any byte is read); then the body is read, within the body deadline (408) and the
+//! size limit (413); only then the concurrency bound (429).
+//!
+//! Reading the body before taking a request slot is what keeps a slow sender from holding a
+//! slot: a slot is held only while a request is being handled, never while its body trickles
+//! in. What a stalled body holds instead is its connection and the bytes it sent (at most the
+//! body limit), until the body deadline closes it.
 //!
 //! It also logs one line per request with the route *template*, never the raw path or query.
 
 use std::time::Instant;
 
+use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::header::{CONTENT_LENGTH, HOST};
 use axum::middleware::Next;
@@ -32,13 +39,16 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
     let response = match check(&state, &req) {
         Err(e) => e.into_response(),
         Ok(()) if PROBES.contains(&req.uri().path()) => next.run(req).await,
-        Ok(()) => match state.request_slots.clone().try_acquire_owned() {
-            Ok(_permit) => next.run(req).await,
-            Err(_) => ApiError::TooMany {
-                message: "too many requests in flight".into(),
-                retry_after: std::time::Duration::from_secs(1),
-            }
-            .into_response(),
+        Ok(()) => match read_body(&state, req).await {
+            Err(e) => e.into_response(),
+            Ok(req) => match state.request_slots.clone().try_acquire_owned() {
+                Ok(_permit) => next.run(req).await,
+                Err(_) => ApiError::TooMany {
+                    message: "too many requests in flight".into(),
+                    retry_after: std::time::Duration::from_secs(1),
+                }
+                .into_response(),
+            },
         },
     };
     tracing::debug!(
@@ -74,4 +84,29 @@ fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
         return Err(ApiError::PayloadTooLarge(state.http.max_body_bytes));
     }
     Ok(())
+}
+
+/// Reads the whole body within the body deadline and the size limit, and hands the request on
+/// with the bytes in memory (extractors then read them without waiting).
+async fn read_body(state: &AppState, req: Request) -> Result<Request, ApiError> {
+    let (parts, body) = req.into_parts();
+    let (limit, deadline) = (state.http.max_body_bytes, state.http.body_timeout);
+    let bytes = match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
+        Err(_) => return Err(ApiError::RequestTimeout(deadline)),
+        Ok(Err(e)) if is_length_limit(&e) => return Err(ApiError::PayloadTooLarge(limit)),
+        Ok(Err(_)) => return Err(ApiError::BadRequest("request body could not be read".into())),
+        Ok(Ok(bytes)) => bytes,
+    };
+    Ok(Request::from_parts(parts, Body::from(bytes)))
+}
+
+fn is_length_limit(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }

@@ -6,6 +6,7 @@
 mod bash;
 mod command_request;
 mod commands;
+mod env_fit;
 mod extract;
 mod frames;
 mod gate;

@@ -16,6 +16,7 @@ mod capture;
 mod child;
 mod env;
 mod shell;
+mod size;
 mod supervise;
 #[cfg(test)]
 mod tests;
@@ -36,6 +37,7 @@ use crate::secrets::value::SecretValue;
 pub use capture::{HEAD_BYTES, WITHHELD};
 pub use env::{MIN_SCRUB_LEN, holds_key};
 pub use shell::resolve_shell;
+pub use size::{ArgLimits, Oversize};
 pub use supervise::{GRACE, TERM_TO_KILL};
 pub use user::{CommandUser, UserError};
 

@@ -31,6 +31,8 @@ pub struct Gathered {
     pub exports: Vec<(String, SecretValue)>,
     /// Exported names served stale.
     pub stale: Vec<String>,
+    /// Exported names that were selected implicitly (a caller may skip them rather than fail).
+    pub implicit: Vec<String>,
     /// Implicit names that could not be exported.
     pub skipped: Vec<String>,
     /// Explicit names that could not be exported.
@@ -98,6 +100,7 @@ pub async fn gather(
     }
     out.exports.sort_by(|a, b| a.0.cmp(&b.0));
     out.stale.sort();
+    out.implicit.sort();
     out.skipped.sort();
     out.missing.sort_by(|a, b| a.name.cmp(&b.name));
     out
@@ -112,6 +115,9 @@ impl Gathered {
                 Some(value) => {
                     if r.stale {
                         out.stale.push(name.clone());
+                    }
+                    if !explicit {
+                        out.implicit.push(name.clone());
                     }
                     out.exports.push((name, value));
                     return;

@@ -142,7 +142,7 @@ pub struct EntryError {
 }
 
 /// What parsing needs from configuration.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct ParseContext {
     /// The lookup allow-list.
     pub policy: OriginPolicy,
@@ -150,6 +150,20 @@ pub struct ParseContext {
     pub internal_base: Option<Url>,
     /// Environment variables `env_headers` may read.
     pub allowed_env_headers: Vec<String>,
+    /// Largest static value accepted (`--max-value-bytes`, the cap on lookup bodies too).
+    pub max_value_bytes: usize,
+}
+
+impl Default for ParseContext {
+    fn default() -> Self {
+        Self {
+            policy: OriginPolicy::default(),
+            internal_base: None,
+            allowed_env_headers: Vec::new(),
+            // The `--max-value-bytes` default.
+            max_value_bytes: 64 * 1024,
+        }
+    }
 }
 
 /// Parses the `secrets` object of an update body. All entries are checked; the first error
@@ -199,15 +213,15 @@ fn field_err(field: &'static str, msg: impl Into<String>) -> FieldError {
 fn parse_entry(entry: &Value, ctx: &ParseContext) -> Result<SecretSource, FieldError> {
     match entry {
         Value::String(s) => Ok(SecretSource::Static(StaticSecret {
-            value: SecretValue::from_bytes(s.clone().into_bytes()),
+            value: static_value(s, ctx.max_value_bytes).map_err(|msg| (None, msg))?,
             description: None,
         })),
         Value::Object(obj) => match obj.get("kind") {
-            Some(Value::String(k)) if k == "StaticSecret" => parse_static(obj),
+            Some(Value::String(k)) if k == "StaticSecret" => parse_static(obj, ctx),
             Some(Value::String(k)) if k == "LookupSecret" => parse_lookup(obj, ctx),
             Some(_) => Err(field_err("kind", "unknown kind (expected StaticSecret or LookupSecret)")),
             // The reference's shorthand: an object with `value` and no `kind` is static.
-            None if obj.contains_key("value") => parse_static(obj),
+            None if obj.contains_key("value") => parse_static(obj, ctx),
             None => Err(field_err("kind", "field required (StaticSecret or LookupSecret)")),
         },
         Value::Null => Err((None, "entry must be a string or an object, not null".into())),
@@ -217,16 +231,29 @@ fn parse_entry(entry: &Value, ctx: &ParseContext) -> Result<SecretSource, FieldE
     }
 }
 
-fn parse_static(obj: &Map<String, Value>) -> Result<SecretSource, FieldError> {
+fn parse_static(obj: &Map<String, Value>, ctx: &ParseContext) -> Result<SecretSource, FieldError> {
     if obj.contains_key("ttl_seconds") {
         return Err(field_err("ttl_seconds", "only a LookupSecret can have ttl_seconds"));
     }
     let value = match obj.get("value") {
         None | Some(Value::Null) => None,
-        Some(Value::String(s)) => SecretValue::from_bytes(s.clone().into_bytes()),
+        Some(Value::String(s)) => static_value(s, ctx.max_value_bytes).map_err(|m| field_err("value", m))?,
         Some(_) => return Err(field_err("value", "must be a string or null")),
     };
     Ok(SecretSource::Static(StaticSecret { value, description: parse_description(obj)? }))
+}
+
+/// A static value, held to the rules a looked-up value meets (`fetch`): no NUL byte (an
+/// environment variable cannot carry one) and at most `max_bytes`. Accepting either would
+/// only move the failure to every command that mentions the name.
+fn static_value(s: &str, max_bytes: usize) -> Result<Option<SecretValue>, String> {
+    if s.len() > max_bytes {
+        return Err(format!("must be at most {max_bytes} bytes (--max-value-bytes)"));
+    }
+    if s.contains('\0') {
+        return Err("must not contain a NUL byte (it cannot be exported as an environment variable)".into());
+    }
+    Ok(SecretValue::from_bytes(s.as_bytes().to_vec()))
 }
 
 fn parse_description(obj: &Map<String, Value>) -> Result<Option<String>, FieldError> {
@@ -392,6 +419,7 @@ mod tests {
             ),
             internal_base: Some(Url::parse("http://127.0.0.1:8000").unwrap()),
             allowed_env_headers: vec!["SESSION_API_KEY".into()],
+            max_value_bytes: 64,
         }
     }
 
@@ -525,6 +553,24 @@ mod tests {
             json!({"kind":"Nope"}),
         ] {
             let _ = err(bad);
+        }
+    }
+
+    #[test]
+    fn static_values_must_be_exportable() {
+        // The context caps values at 64 bytes.
+        assert!(one(json!("v".repeat(64))).is_ok());
+        for entry in [
+            json!(format!("sekrit-canary\u{0}")),
+            json!({"value": "sekrit-canary\u{0}x"}),
+            json!({"kind": "StaticSecret", "value": "\u{0}sekrit-canary"}),
+            json!(format!("sekrit-canary{}", "v".repeat(60))),
+            json!({"kind": "StaticSecret", "value": format!("sekrit-canary{}", "v".repeat(60))}),
+        ] {
+            let e = one(entry.clone()).unwrap_err();
+            assert_eq!(e.loc[..3], ["body", "secrets", "N"], "{entry}");
+            assert!(e.msg.contains("NUL") || e.msg.contains("64 bytes"), "{entry}: {e}");
+            assert!(!e.to_string().contains("sekrit"), "{entry}: {e}");
         }
     }
 

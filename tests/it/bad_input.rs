@@ -215,6 +215,34 @@ async fn malformed_requests() {
     assert_eq!(app.snapshot().await, before);
 }
 
+#[tokio::test]
+async fn static_values_that_cannot_be_exported_are_422() {
+    // Default --max-value-bytes: 65536, the cap on lookup bodies too.
+    let app = TestApp::spawn().await;
+    let before = app.snapshot().await;
+    let big = format!("{CANARY}{}", "v".repeat(140 * 1024));
+    let just_over = format!("{CANARY}{}", "v".repeat(65536 - CANARY.len() + 1));
+    let cases = [
+        ("NUL in a bare string", json!(format!("{CANARY}\u{0}tail"))),
+        ("NUL in a tagged value", json!({"kind": "StaticSecret", "value": format!("\u{0}{CANARY}")})),
+        ("NUL in an untagged value", json!({"value": format!("{CANARY}\u{0}")})),
+        ("140 KB bare string", json!(big)),
+        ("140 KB tagged value", json!({"kind": "StaticSecret", "value": big})),
+        ("one byte over the limit", json!({"value": just_over})),
+    ];
+    for path in ["/api/secrets".to_owned(), format!("/api/conversations/{CONV_HEX}/secrets")] {
+        for (what, e) in &cases {
+            let r = app.req(Method::POST, &path).json(&entry(e.clone())).send().await.unwrap();
+            let err = assert_error(r, 422, what).await;
+            assert!(err["detail"].to_string().contains("\"X\""), "{what}: names the entry: {err}");
+        }
+    }
+    assert_eq!(app.snapshot().await, before, "registry changed");
+    // The limit itself is accepted.
+    let at_limit = "v".repeat(65536);
+    assert_eq!(app.post("/api/secrets", &json!({"secrets": {"AT_LIMIT": at_limit}})).await.0, 200);
+}
+
 /// A body sent with chunked transfer encoding (no Content-Length).
 fn futures_stream(
     bytes: Vec<u8>,
