@@ -2,39 +2,50 @@
 //! its masked output to this process's stdout and stderr, and exits with the command's code
 //! (124 when it timed out, 125 when the sidecar or HTTP failed).
 //!
-//! The arguments after `--` are joined with spaces into one shell command line, as `ssh`
-//! does, so `exec -- echo '$TOKEN'` expands `$TOKEN` in the command's shell.
+//! The command text it sends is built by [`command_text`]: the words after `--` are each
+//! single-quoted, so `exec -- sh -c 'echo "$X"'` runs exactly that argv and a word such as
+//! `$(touch x)` stays a word; shell text is only ever what `-c` gives. The options themselves
+//! are [`crate::cli::ExecArgs`].
 
 use std::io::Write;
 use std::path::PathBuf;
 
-use clap::Args;
 use serde_json::{Value, json};
+
+use crate::cli::ExecArgs;
 
 /// Exit code when the command timed out.
 const EXIT_TIMEOUT: u8 = 124;
 /// Exit code when the sidecar could not run the command or answered with an error.
 const EXIT_SIDECAR: u8 = 125;
 
-/// Options of `exec`.
-#[derive(Clone, Debug, Args)]
-pub struct ExecArgs {
-    /// Base URL of the sidecar.
-    #[arg(long, env = "SECRET_SIDECAR_URL", default_value = "http://127.0.0.1:8001")]
-    pub url: String,
-    /// Run in this conversation's scope (sandbox-wide otherwise).
-    #[arg(long)]
-    pub conversation: Option<String>,
-    /// Seconds the command may run.
-    #[arg(long)]
-    pub timeout: Option<u64>,
-    /// File with the API key [default: SESSION_API_KEY, OH_SESSION_API_KEYS_0, else the
-    /// generated key file].
-    #[arg(long, env = "SECRET_SIDECAR_API_KEY_FILE", hide_env_values = true)]
-    pub api_key_file: Option<PathBuf>,
-    /// The command and its arguments.
-    #[arg(last = true, required = true)]
-    pub command: Vec<String>,
+/// The shell text to send: `-c`'s text as is, or the argv with every word quoted by
+/// [`quote_word`] and joined with spaces. Fails only on a NUL byte, which no word can hold.
+fn command_text(args: &ExecArgs) -> Result<String, &'static str> {
+    if let Some(text) = &args.shell_text {
+        return Ok(text.clone());
+    }
+    if args.argv.iter().any(|w| w.contains('\0')) {
+        return Err("a word of the command contains a NUL byte");
+    }
+    Ok(args.argv.iter().map(|w| quote_word(w)).collect::<Vec<_>>().join(" "))
+}
+
+/// One word for a POSIX shell: always in single quotes, where nothing is special, with each
+/// `'` written as `'\''`. Always, not only when a word looks special, so that a reserved word
+/// (`time`, `if`, `!`) or an assignment (`X=1`) in the argv stays an ordinary word.
+fn quote_word(word: &str) -> String {
+    let mut out = String::with_capacity(word.len() + 2);
+    out.push('\'');
+    for c in word.chars() {
+        if c == '\'' {
+            out.push_str("'\\''");
+        } else {
+            out.push(c);
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// Runs the command; returns the process exit code.
@@ -70,7 +81,8 @@ async fn run(args: &ExecArgs, default_key_file: PathBuf) -> Result<u8, String> {
         Some(id) => format!("/api/conversations/{id}/commands/stream"),
         None => "/api/commands/stream".to_owned(),
     };
-    let mut body = json!({"command": args.command.join(" ")});
+    let command = command_text(args).map_err(str::to_owned)?;
+    let mut body = json!({"command": command});
     if let Some(t) = args.timeout {
         body["timeout"] = json!(t);
     }
@@ -116,4 +128,112 @@ async fn run(args: &ExecArgs, default_key_file: PathBuf) -> Result<u8, String> {
         }
     }
     Err("the stream ended without an exit frame".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::{Cli, Command};
+
+    fn parse(args: &[&str]) -> Result<ExecArgs, clap::Error> {
+        let cli = Cli::try_parse_from(["secret-sidecar", "exec"].iter().chain(args))?;
+        match cli.command {
+            Some(Command::Exec(a)) => Ok(a),
+            other => panic!("not exec: {other:?}"),
+        }
+    }
+
+    fn text(args: &[&str]) -> String {
+        command_text(&parse(args).unwrap()).unwrap()
+    }
+
+    /// What `sh` makes of `text`: the words it would run.
+    fn words_in_sh(text: &str) -> Vec<String> {
+        let out = std::process::Command::new("sh")
+            .args(["-c", &format!("for w in {text}; do printf '%s\\0' \"$w\"; done"), "sh"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{text}");
+        let mut words: Vec<String> =
+            out.stdout.split(|b| *b == 0).map(|w| String::from_utf8_lossy(w).into()).collect();
+        words.pop(); // after the last NUL
+        words
+    }
+
+    #[test]
+    fn argv_words_are_quoted_and_shell_text_is_not() {
+        let cases: &[(&[&str], &str)] = &[
+            (&["--", "sh", "-c", "echo \"$X\"; exit 7"], r#"'sh' '-c' 'echo "$X"; exit 7'"#),
+            (&["--", "$(touch /tmp/x)"], "'$(touch /tmp/x)'"),
+            (&["--", "a b; rm -rf ~"], "'a b; rm -rf ~'"),
+            (&["--", "echo", ""], "'echo' ''"),
+            (&["--", "echo", "it's"], r#"'echo' 'it'\''s'"#),
+            (&["--", "time", "true"], "'time' 'true'"),
+            (&["-c", "make && make test"], "make && make test"),
+            (&["-c", "echo $TOK; exit 3"], "echo $TOK; exit 3"),
+        ];
+        for (args, want) in cases {
+            assert_eq!(text(args), *want, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn the_shell_sees_exactly_the_argv() {
+        let argv = [
+            "printf",
+            "%s\\n",
+            "$(touch /tmp/never)",
+            "`id`",
+            "a b",
+            "it's \"quoted\"",
+            "back\\slash",
+            "*",
+            "~",
+            "{a,b}",
+            "!x",
+            "^y",
+            "tab\there",
+            "new\nline",
+            "ünï",
+            "",
+            ";",
+            "&&",
+            "|",
+            "#c",
+            "x=1",
+            "if",
+            "'",
+            "''",
+            "'\\''",
+        ];
+        let mut args = vec!["--"];
+        args.extend(argv);
+        assert_eq!(words_in_sh(&text(&args)), argv);
+    }
+
+    #[test]
+    fn a_nul_byte_is_refused() {
+        let mut args = parse(&["--", "echo"]).unwrap();
+        args.argv.push("a\0b".into());
+        assert!(command_text(&args).is_err());
+    }
+
+    #[test]
+    fn exactly_one_of_argv_and_shell_text() {
+        assert!(parse(&["--", "true"]).is_ok());
+        assert!(parse(&["-c", "true"]).is_ok());
+        for bad in [&[][..], &["-c", "true", "--", "true"], &["--url", "http://127.0.0.1:1"]] {
+            let e = parse(bad).unwrap_err();
+            assert!(
+                matches!(
+                    e.kind(),
+                    clap::error::ErrorKind::ArgumentConflict
+                        | clap::error::ErrorKind::MissingRequiredArgument
+                ),
+                "{bad:?}: {e}"
+            );
+        }
+    }
 }

@@ -4,7 +4,8 @@
 //! secrets they use exported, and masks every secret value in what they print.
 //!
 //! The parts, and a request's path through them:
-//! - [`config`]: flags and environment → a validated [`Config`], grouped per component.
+//! - [`cli`]: the flags as clap sees them; [`config`]: flags and environment → a validated
+//!   [`Config`], grouped per component.
 //! - [`server`]: bind (TCP or unix socket), serve, drain on SIGTERM/SIGINT.
 //! - `api`: the router. Every request first passes the front door (forwarded headers, `Host`,
 //!   `X-Session-API-Key` via [`auth`], concurrency and body bounds), then a handler that
@@ -24,6 +25,7 @@
 mod api;
 pub mod auth;
 pub mod bash;
+pub mod cli;
 pub mod client;
 pub mod config;
 pub mod error;

@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use secret_sidecar::client::{self, ExecArgs};
-use secret_sidecar::config::{Cli, Command, Config, Env, default_key_file};
+use secret_sidecar::cli::{Cli, Command, ExecArgs};
+use secret_sidecar::client;
+use secret_sidecar::config::{Config, Env, default_key_file};
 use secret_sidecar::{exec, hardening, reaper, server, telemetry};
 
 fn main() -> ExitCode {

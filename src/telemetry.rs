@@ -8,7 +8,7 @@ use std::io::IsTerminal;
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+use crate::cli::LogFormat;
 
 /// Targets that are always silenced, appended after the operator's filter so they win.
 const SILENCED: &[&str] =

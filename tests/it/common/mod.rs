@@ -11,7 +11,8 @@ use std::time::Duration;
 use reqwest::{Method, Response};
 use secret_sidecar::AppState;
 use secret_sidecar::auth::ApiKeys;
-use secret_sidecar::config::{Config, Env, ServeArgs};
+use secret_sidecar::cli::ServeArgs;
+use secret_sidecar::config::{Config, Env};
 use secret_sidecar::server::{Listener, serve};
 use serde_json::Value;
 
