@@ -6,6 +6,10 @@
 //! `value`, a tagged object), and serde's own messages quote the offending input, which would
 //! put secret values into error bodies. Every error here names the entry and the field and
 //! never the value, URL or header value. Unknown fields are ignored, as the reference does.
+//!
+//! Input is refused rather than normalised: a URL, header name or header value with a
+//! control character, or a URL with whitespace or a backslash, is an error, because a WHATWG
+//! parser would drop or rewrite those and the stored URL would differ from the one submitted.
 
 use std::fmt;
 
@@ -314,12 +318,38 @@ fn parse_lookup(obj: &Map<String, Value>, ctx: &ParseContext) -> Result<SecretSo
     }))
 }
 
+/// A C0 control character or DEL.
+fn is_control(c: char) -> bool {
+    c <= '\u{1f}' || c == '\u{7f}'
+}
+
+/// What a URL's text contains that a WHATWG parser would silently drop or rewrite (tabs and
+/// newlines removed, leading and trailing C0 and spaces trimmed, `\` read as `/`), if
+/// anything. Scheme and host case and default ports may still be normalised: they do not
+/// change where the request goes.
+fn url_text_fault(raw: &str) -> Option<&'static str> {
+    raw.chars().find_map(|c| {
+        if is_control(c) {
+            Some("must not contain a control character")
+        } else if c.is_whitespace() {
+            Some("must not contain whitespace")
+        } else if c == '\\' {
+            Some("must not contain a backslash")
+        } else {
+            None
+        }
+    })
+}
+
 /// An absolute http(s) URL, or a path starting with exactly one `/` joined to
 /// `OH_INTERNAL_SERVER_URL`. Anything else without a scheme is refused: the reference's
 /// `urljoin` turns `host:8000/x` and `api/x` into surprising targets.
 fn parse_url(raw: &str, ctx: &ParseContext) -> Result<Url, String> {
     if raw.len() > MAX_URL_BYTES {
         return Err(format!("must be at most {MAX_URL_BYTES} bytes"));
+    }
+    if let Some(fault) = url_text_fault(raw) {
+        return Err(fault.into());
     }
     if raw.starts_with('/') && !raw.starts_with("//") {
         let base =
@@ -335,6 +365,9 @@ fn parse_url(raw: &str, ctx: &ParseContext) -> Result<Url, String> {
 }
 
 fn check_header_name(name: &str) -> Result<(), FieldError> {
+    if name.chars().any(is_control) {
+        return Err(field_err("headers", "a header name contains a control character"));
+    }
     if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
         return Err(field_err("headers", "a header name is not a valid HTTP token"));
     }
@@ -361,6 +394,11 @@ fn parse_headers(v: Option<&Value>) -> Result<Vec<(String, SecretString)>, Field
         };
         if name.len() + value.len() > MAX_HEADER_BYTES {
             return Err(field_err("headers", format!("header {name} is over {MAX_HEADER_BYTES} bytes")));
+        }
+        // Before the placeholder check: a value of only tabs or newlines is refused, not
+        // dropped as blank.
+        if value.chars().any(is_control) {
+            return Err(field_err("headers", format!("header {name} has a value with a control character")));
         }
         if is_placeholder(value.as_bytes()) {
             continue; // the reference drops redacted or empty header values
@@ -393,6 +431,12 @@ fn parse_env_headers(
         let Value::String(var) = var else {
             return Err(field_err("env_headers", format!("header {name} must name an environment variable")));
         };
+        if var.chars().any(is_control) {
+            return Err(field_err(
+                "env_headers",
+                format!("header {name} names a variable with a control character"),
+            ));
+        }
         if !is_env_name(var) || !ctx.allowed_env_headers.iter().any(|a| a == var) {
             return Err(field_err(
                 "env_headers",
@@ -586,6 +630,67 @@ mod tests {
             )
             .contains("allow-env-header")
         );
+    }
+
+    #[test]
+    fn control_characters_are_refused_not_normalised() {
+        let at = |suffix: &str| format!("https://app.example.dev/sekrit-canary{suffix}");
+        let urls = [
+            at("\u{0}"),
+            at("\n"),
+            at("\r"),
+            format!("{}\nx", at("")),
+            format!("{}\tx", at("")),
+            format!("\t{}", at("")),
+            format!(" {}", at("")),
+            at(" "),
+            at(" x"),
+            at("\u{7f}"),
+            at("\u{1b}[31m"),
+            at("\u{a0}x"),
+            at("\\x"),
+            "https://app.example.dev\\sekrit-canary".to_owned(),
+            "/api/sekrit-canary\n".to_owned(),
+            "/api/sekrit canary".to_owned(),
+        ];
+        let mut cases: Vec<(Value, &str)> = Vec::new();
+        for url in &urls {
+            // A WHATWG parser takes every one of these, changed: that is the point.
+            let base = Url::parse("http://127.0.0.1:8000").unwrap();
+            assert!(base.join(url).is_ok(), "{url:?}");
+            cases.push((json!({"kind": "LookupSecret", "url": url}), "url"));
+        }
+        let lookup = |field: &str, headers: Value| json!({"kind": "LookupSecret", "url": "https://app.example.dev/x", field: headers});
+        for value in [
+            "sekrit-canary\t",
+            "\t",
+            "\n",
+            "sekrit\u{0}canary",
+            "sekrit-canary\u{7f}",
+            "sekrit-canary\r\nX-B: 1",
+        ] {
+            cases.push((lookup("headers", json!({"X-A": value})), "headers"));
+        }
+        for name in ["X-A\n", "X\tA", "X-A\u{0}", "\u{7f}", " X-A"] {
+            cases.push((lookup("headers", json!({name: "sekrit-canary"})), "headers"));
+            cases.push((lookup("env_headers", json!({name: "SESSION_API_KEY"})), "env_headers"));
+        }
+        for var in ["SESSION_API_KEY\n", "\tSESSION_API_KEY", "SESSION_API_KEY\u{0}"] {
+            cases.push((lookup("env_headers", json!({"X-K": var})), "env_headers"));
+        }
+        for (entry, field) in cases {
+            let e = one(entry.clone()).unwrap_err();
+            assert_eq!(e.loc, ["body", "secrets", "N", field], "{entry}: {e}");
+            assert!(!e.to_string().contains("sekrit"), "{entry}: {e}");
+        }
+        // Folding the scheme's and host's case and a default port is fine.
+        let SecretSource::Lookup(l) =
+            one(json!({"kind": "LookupSecret", "url": "HTTPS://App.Example.DEV:443/Path?q=%20"})).unwrap()
+        else {
+            panic!()
+        };
+        assert_eq!(l.url.as_str(), "https://app.example.dev/Path?q=%20");
+        assert!(one(lookup("headers", json!({"X-A": "a b"}))).is_ok(), "a space inside a value is fine");
     }
 
     #[test]

@@ -2,6 +2,9 @@
 //! nothing in the registry.
 
 use reqwest::Method;
+use secret_sidecar::secrets::registry::{ConversationId, ScopeId, ScopeKind};
+use secret_sidecar::secrets::source::SecretSource;
+use secret_sidecar::secrets::value::SecretName;
 use serde_json::{Value, json};
 
 use crate::common::{CONV_HEX, TestApp, json_of};
@@ -241,6 +244,55 @@ async fn static_values_that_cannot_be_exported_are_422() {
     // The limit itself is accepted.
     let at_limit = "v".repeat(65536);
     assert_eq!(app.post("/api/secrets", &json!({"secrets": {"AT_LIMIT": at_limit}})).await.0, 200);
+}
+
+#[tokio::test]
+async fn control_characters_in_a_lookup_are_refused_not_normalised() {
+    let app = TestApp::spawn().await;
+    let good = "https://app.example.dev/api/v1/sandboxes/sb/settings/secrets/X";
+    let registered = json!({"kind": "LookupSecret", "url": good, "headers": {"X-Token": "t"}});
+    for path in ["/api/secrets".to_owned(), format!("/api/conversations/{CONV_HEX}/secrets")] {
+        assert_eq!(app.post(&path, &json!({"secrets": {"X": registered}})).await.0, 200);
+    }
+    let before = app.snapshot().await;
+    let x = |scope: &ScopeId| {
+        let v = app.state.registry.get(scope, &SecretName::parse("X").unwrap()).unwrap();
+        let SecretSource::Lookup(l) = &v.entry.source else { panic!("X is a lookup") };
+        (v.scope, v.entry.generation, l.url.to_string())
+    };
+    let conv = ScopeId::Conversation(ConversationId::parse(CONV_HEX).unwrap());
+    let (sandbox_x, conv_x) = (x(&ScopeId::Sandbox), x(&conv));
+    assert_eq!((sandbox_x.0, conv_x.0), (ScopeKind::Sandbox, ScopeKind::Conversation));
+
+    let url = |suffix: &str| format!("{good}/{CANARY}{suffix}");
+    let cases = [
+        ("trailing NUL", json!({"url": url("\u{0}")}), "url"),
+        ("embedded newline", json!({"url": url("\nx")}), "url"),
+        ("tab", json!({"url": url("\tx")}), "url"),
+        ("leading space", json!({"url": format!(" {}", url(""))}), "url"),
+        ("space", json!({"url": url(" x")}), "url"),
+        ("backslash", json!({"url": url("\\x")}), "url"),
+        ("DEL", json!({"url": url("\u{7f}")}), "url"),
+        ("tab in a header value", json!({"headers": {"X-Token": format!("{CANARY}\t")}}), "headers"),
+        ("blank header value of a newline", json!({"headers": {"X-Token": "\n"}}), "headers"),
+        ("control character in a header name", json!({"headers": {"X-Token\u{1}": CANARY}}), "headers"),
+        (
+            "control character in an env_headers name",
+            json!({"env_headers": {"X-K\n": "SESSION_API_KEY"}}),
+            "env_headers",
+        ),
+    ];
+    for path in ["/api/secrets".to_owned(), format!("/api/conversations/{CONV_HEX}/secrets")] {
+        for (what, extra, field) in &cases {
+            let r = app.req(Method::POST, &path).json(&lookup(extra.clone())).send().await.unwrap();
+            let err = assert_error(r, 422, what).await;
+            let detail = err["detail"].to_string();
+            assert!(detail.contains("\"X\"") && detail.contains(&format!("\"{field}\"")), "{what}: {detail}");
+        }
+    }
+    assert_eq!(app.snapshot().await, before, "registry changed");
+    assert_eq!((x(&ScopeId::Sandbox), x(&conv)), (sandbox_x, conv_x), "X was replaced");
+    assert_eq!(x(&ScopeId::Sandbox).2, good);
 }
 
 /// A body sent with chunked transfer encoding (no Content-Length).
