@@ -108,8 +108,9 @@ pub struct ServeArgs {
     #[arg(long, env = "SECRET_SIDECAR_SESSION_KEY_FILE")]
     pub session_key_file: Option<PathBuf>,
 
-    /// Proxy for lookups (environment proxy variables are always ignored).
-    #[arg(long, env = "SECRET_SIDECAR_LOOKUP_PROXY")]
+    /// Proxy for lookups (environment proxy variables are always ignored); may carry
+    /// credentials, so its environment value is not shown in help.
+    #[arg(long, env = "SECRET_SIDECAR_LOOKUP_PROXY", hide_env_values = true)]
     pub lookup_proxy: Option<String>,
 
     /// PEM file with extra CA certificates for lookups.

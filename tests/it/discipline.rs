@@ -5,7 +5,7 @@
 /// File → why it may read a secret's bytes.
 const ALLOWED: &[(&str, &str)] = &[
     ("src/auth.rs", "hashing accepted keys for constant-time comparison; writing the generated key file"),
-    ("src/config.rs", "tests of the redacted Debug"),
+    ("src/config/env.rs", "tests of the keys read from the environment"),
     ("src/exec/env.rs", "building the child's environment and scrubbing variables that contain a key"),
     ("src/secrets/resolver.rs", "building outbound header values (marked sensitive)"),
     ("src/secrets/session_key.rs", "comparing a re-read key with the current one"),

@@ -295,8 +295,5 @@ fn command_user_is_checked_at_start() {
     )
     .err()
     .expect("an unknown user is a start-up error");
-    assert!(
-        err.contains("--command-user no-such-user-x: user \\\"no-such-user-x\\\" is not in /etc/passwd"),
-        "{err}"
-    );
+    assert!(err.contains("--command-user: user \\\"no-such-user-x\\\" is not in /etc/passwd"), "{err}");
 }

@@ -138,3 +138,17 @@ async fn relative_urls_join_the_internal_server_url() {
     let list = app.get("/api/secrets").await.1;
     assert_eq!(list["secrets"][0]["origin"], "http://127.0.0.1:8000");
 }
+
+#[tokio::test]
+async fn case_folding_and_default_ports_are_accepted() {
+    let app = TestApp::spawn().await;
+    let url = "HTTPS://App.Example.DEV:443/api/v1/sandboxes/sb-1/settings/secrets/T";
+    let body = json!({"secrets": {"T": {"kind": "LookupSecret", "url": url}}});
+    assert_eq!(app.post("/api/secrets", &body).await.0, 200);
+    let list = app.get("/api/secrets").await.1;
+    assert_eq!(list["secrets"][0]["origin"], "https://app.example.dev");
+    // The same URL with a space in it is refused, not stored as `%20`.
+    let spaced = json!({"secrets": {"T": {"kind": "LookupSecret", "url": format!("{url} x")}}});
+    let (status, err) = app.post("/api/secrets", &spaced).await;
+    assert_eq!(status, 422, "{err}");
+}
