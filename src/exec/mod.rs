@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use crate::mask::Masker;
 use crate::secrets::value::SecretValue;
 
-pub use capture::{HEAD_BYTES, WITHHELD};
+pub use capture::{HEAD_BYTES, WITHHELD, head_and_tail};
 pub use env::MIN_SCRUB_LEN;
 pub use shell::resolve_shell;
 pub use supervise::{GRACE, TERM_TO_KILL};
