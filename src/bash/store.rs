@@ -665,6 +665,49 @@ mod tests {
     }
 
     #[test]
+    fn a_running_commands_outputs_can_be_removed_and_replaced_in_place() {
+        let store = EventStore::default();
+        let c = command();
+        let id = c.id;
+        store.begin(c).unwrap();
+        let text = |o: BashOutput, t: &str| BashOutput { stdout: Some(t.into()), ..o };
+        let first = text(BashOutput::new(id, 0), "0123456789");
+        let second = text(BashOutput::new(id, 1), "abc");
+        let stored = store.push_output(first.clone()).unwrap();
+        assert_eq!(*stored, BashEvent::Output(first.clone()));
+        store.push_output(second.clone()).unwrap();
+        let before = store.total_bytes();
+
+        // Replaced: same id and place, fewer bytes.
+        let trimmed = text(first.clone(), "89");
+        assert_eq!(*store.replace_output(trimmed.clone()).unwrap(), BashEvent::Output(trimmed.clone()));
+        assert_eq!(store.total_bytes(), before - 8);
+        let all = store.search(&query(&[])).unwrap();
+        assert_eq!(ids(&all), [id, first.id, second.id]);
+        assert_eq!(store.get(&first.id.simple().to_string()).as_deref(), Some(&BashEvent::Output(trimmed)));
+
+        // Removed: gone from lookups, searches and the byte count.
+        assert!(store.remove_output(id, second.id));
+        assert!(!store.remove_output(id, second.id));
+        assert!(store.get(&second.id.simple().to_string()).is_none());
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.total_bytes(), before - 8 - BashEvent::from(second.clone()).approx_bytes());
+
+        // Only outputs of that running command: not its command event, not another's.
+        assert!(!store.remove_output(id, id));
+        assert!(!store.remove_output(Uuid::new_v4(), first.id));
+        let other = Uuid::new_v4();
+        let stranger = text(BashOutput { id: first.id, ..BashOutput::new(other, 0) }, "x");
+        assert_eq!(store.replace_output(stranger), Err(StoreError::NotRunning(other)));
+        assert_eq!(store.replace_output(second.clone()), Err(StoreError::NotStored(second.id)));
+
+        // Once finished, the command's outputs are the store's to evict, not the writer's.
+        store.finish(BashOutput { exit_code: Some(0), ..BashOutput::new(id, 2) }).unwrap();
+        assert!(!store.remove_output(id, first.id));
+        assert_eq!(store.replace_output(text(first, "9")), Err(StoreError::NotRunning(id)));
+    }
+
+    #[test]
     fn rejects_an_out_of_range_limit_built_directly() {
         let store = EventStore::default();
         for limit in [0, 101] {

@@ -258,13 +258,12 @@ impl EventWriter {
         side.dropped += cut as u64;
         let marker = gap_marker(side.dropped);
         let kept = text.get(cut..).unwrap_or_default();
-        let mut trimmed =
-            BashOutput { stdout: output.stdout.clone(), stderr: output.stderr.clone(), ..*output };
         let new_text = Some(format!("{marker}{kept}"));
-        match stream {
-            Stream::Stdout => trimmed.stdout = new_text,
-            Stream::Stderr => trimmed.stderr = new_text,
-        }
+        let (stdout, stderr) = match stream {
+            Stream::Stdout => (new_text, output.stderr.clone()),
+            Stream::Stderr => (output.stdout.clone(), new_text),
+        };
+        let trimmed = BashOutput { stdout, stderr, ..*output };
         let len = kept.len();
         match store.replace_output(trimmed) {
             Ok(event) => *oldest = Kept { event, marker: marker.len(), len },
