@@ -1,14 +1,16 @@
 //! Cutting a running command's output into [`BashOutput`] events the way the reference does.
 //!
-//! This file owns the chunking rule and the `order` numbering. It does no I/O, no masking and
-//! no storing: the runner feeds it already-masked text and stores what it returns.
+//! This file owns the chunking rule and the `order` numbering. It does no I/O, no masking,
+//! no bounding and no storing, and keeps no clock: the writer feeds it already-masked text,
+//! says when pending text must go out, and stores what it returns.
 //!
 //! The rule (reference `bash_service.py`): each stream keeps a buffer; while a buffer holds
 //! more than [`MAX_CONTENT_CHARS`] characters, its first [`MAX_CONTENT_CHARS`] characters
 //! become a `BashOutput` with only that stream set and `exit_code: null`. Both streams share
 //! one `order` counter. The final `BashOutput` carries what remains of both buffers (each
 //! `null` if empty) and the exit code. Characters are Unicode scalar values, as Python's `len`
-//! counts them, so chunks always end on a char boundary.
+//! counts them, so chunks always end on a char boundary. Ours on top: [`OutputSplitter::flush`]
+//! turns a buffer into an output at once, so output need not wait for 1 MiB or the end.
 //!
 //! Invariant: the outputs a splitter returns, final one included, have orders 0, 1, 2, … in
 //! the order they are returned, and their texts concatenated per stream equal the input.
@@ -31,9 +33,11 @@ pub struct OutputSplitter {
 }
 
 /// Which stream a piece of text came from.
-#[derive(Debug, Clone, Copy)]
-enum Stream {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    /// Standard output.
     Stdout,
+    /// Standard error.
     Stderr,
 }
 
@@ -71,6 +75,28 @@ impl OutputSplitter {
         self.push(Stream::Stderr, text)
     }
 
+    /// The pending text of `stream` as one output (with only that stream set), or `None` when
+    /// there is none. Never more than the chunk size: a full chunk is cut as soon as it fills.
+    pub fn flush(&mut self, stream: Stream) -> Option<BashOutput> {
+        let buffer = self.buffer(stream);
+        if buffer.text.is_empty() {
+            return None;
+        }
+        let text = std::mem::take(&mut buffer.text);
+        buffer.chars = 0;
+        Some(self.output(stream, text))
+    }
+
+    /// Whether either stream has text that no output holds yet.
+    pub fn has_pending(&self) -> bool {
+        !self.stdout.text.is_empty() || !self.stderr.text.is_empty()
+    }
+
+    /// The command whose outputs this splitter makes.
+    pub fn command_id(&self) -> Uuid {
+        self.command_id
+    }
+
     /// The `order` the next output will get.
     pub fn next_order(&self) -> u64 {
         self.next_order
@@ -88,27 +114,32 @@ impl OutputSplitter {
         }
     }
 
-    fn push(&mut self, stream: Stream, text: &str) -> Vec<BashOutput> {
+    /// Adds text of `stream`; returns the full chunks now due, in order (often none).
+    pub fn push(&mut self, stream: Stream, text: &str) -> Vec<BashOutput> {
         let max_chars = self.max_chars;
-        let buffer = match stream {
-            Stream::Stdout => &mut self.stdout,
-            Stream::Stderr => &mut self.stderr,
-        };
+        let buffer = self.buffer(stream);
         buffer.text.push_str(text);
         buffer.chars = buffer.chars.saturating_add(text.chars().count());
         let chunks = buffer.take_chunks(max_chars);
-        chunks
-            .into_iter()
-            .map(|chunk| {
-                let mut output = BashOutput::new(self.command_id, self.next_order);
-                self.next_order = self.next_order.saturating_add(1);
-                match stream {
-                    Stream::Stdout => output.stdout = Some(chunk),
-                    Stream::Stderr => output.stderr = Some(chunk),
-                }
-                output
-            })
-            .collect()
+        chunks.into_iter().map(|chunk| self.output(stream, chunk)).collect()
+    }
+
+    fn buffer(&mut self, stream: Stream) -> &mut Buffer {
+        match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        }
+    }
+
+    /// The next output, holding `text` as `stream`.
+    fn output(&mut self, stream: Stream, text: String) -> BashOutput {
+        let mut output = BashOutput::new(self.command_id, self.next_order);
+        self.next_order = self.next_order.saturating_add(1);
+        match stream {
+            Stream::Stdout => output.stdout = Some(text),
+            Stream::Stderr => output.stderr = Some(text),
+        }
+        output
     }
 }
 
@@ -223,6 +254,32 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn flush_emits_pending_text_at_once_in_order() {
+        let mut s = OutputSplitter::with_max_chars(id(), 4);
+        assert!(s.flush(Stream::Stdout).is_none());
+        assert!(!s.has_pending());
+        assert!(s.push(Stream::Stdout, "ab").is_empty());
+        assert!(s.push_stderr("é").is_empty());
+        assert!(s.has_pending());
+        let mut all: Vec<BashOutput> = s.flush(Stream::Stderr).into_iter().collect();
+        all.extend(s.flush(Stream::Stdout));
+        assert!(!s.has_pending() && s.flush(Stream::Stdout).is_none());
+        // A flush resets the chunk count: four more chars wait, a fifth cuts.
+        assert!(s.push_stdout("cdef").is_empty());
+        all.extend(s.push_stdout("g"));
+        all.push(s.finish(0));
+        assert_eq!(
+            shape(&all),
+            [
+                (0, None, Some("é"), None),
+                (1, Some("ab"), None, None),
+                (2, Some("cdef"), None, None),
+                (3, Some("g"), None, Some(0)),
+            ]
+        );
     }
 
     #[test]

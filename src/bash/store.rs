@@ -1,18 +1,22 @@
 //! The in-memory bash event store: what `GET /api/bash/bash_events/…` reads and what the
 //! runner writes as a command progresses.
 //!
-//! This file owns keeping events, bounding them, looking one up and paging through a search.
-//! It does not run commands, split output (see `split`) or parse query strings (see `query`).
+//! This file owns keeping events, bounding the events of finished commands, looking one up and
+//! paging through a search. It does not run commands, split output (see `split`), bound a
+//! running command's output (see `writer`) or parse query strings (see `query`).
 //!
 //! Invariants:
-//! - a running command's events (from [`EventStore::begin`] until [`EventStore::finish`] or
-//!   [`EventStore::end`]) are never evicted, so a poller always sees its command through; the
-//!   bounds may be exceeded while they hold, and are restored as commands finish;
+//! - the store never evicts a running command's events (from [`EventStore::begin`] until
+//!   [`EventStore::finish`] or [`EventStore::end`]), so a poller always sees its command
+//!   through; the command's writer bounds them instead, removing and trimming its own outputs
+//!   ([`EventStore::remove_output`], [`EventStore::replace_output`]) so that they stay within
+//!   its per-stream budget however much the command prints;
 //! - otherwise the store holds at most `max_events` events and `max_bytes` bytes (as counted
 //!   by [`BashEvent::approx_bytes`]), evicting the oldest finished events first;
 //! - event ids are unique: a second event with a stored id is refused;
 //! - search order is by timestamp, then by insertion, so equal timestamps keep insertion order
-//!   and `TIMESTAMP_DESC` is the exact reverse of `TIMESTAMP`.
+//!   and `TIMESTAMP_DESC` is the exact reverse of `TIMESTAMP`; a replaced event keeps its
+//!   place.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -55,6 +59,9 @@ pub enum StoreError {
     /// Output was added for a command that was never begun or has already finished.
     #[error("bash command {} is not running", .0.simple())]
     NotRunning(Uuid),
+    /// No output with this id is stored for a running command.
+    #[error("bash output {} is not stored for a running command", .0.simple())]
+    NotStored(Uuid),
 }
 
 /// Bounded, thread-safe store of bash events, searchable like the reference.
@@ -74,8 +81,8 @@ struct Inner {
     events: BTreeMap<u64, Entry>,
     /// Event id → sequence number.
     by_id: HashMap<Uuid, u64>,
-    /// Running command id → sequence numbers of its events, which eviction must skip.
-    running: HashMap<Uuid, Vec<u64>>,
+    /// Running command id → sequence numbers of its stored events, which eviction must skip.
+    running: HashMap<Uuid, BTreeSet<u64>>,
     /// Sequence numbers of the events of finished commands: the eviction candidates, oldest
     /// first.
     evictable: BTreeSet<u64>,
@@ -111,18 +118,46 @@ impl EventStore {
         if inner.by_id.contains_key(&id) || inner.running.contains_key(&id) {
             return Err(StoreError::DuplicateId(id));
         }
-        let seq = inner.insert(command.into());
-        inner.running.insert(id, vec![seq]);
+        let (seq, _) = inner.insert(command.into());
+        inner.running.insert(id, BTreeSet::from([seq]));
         inner.evict(self.max_events, self.max_bytes);
         Ok(())
     }
 
     /// Stores an intermediate output of a running command; the command stays running.
-    pub fn push_output(&self, output: BashOutput) -> Result<(), StoreError> {
+    /// Returns the stored event, shared with the store.
+    pub fn push_output(&self, output: BashOutput) -> Result<Arc<BashEvent>, StoreError> {
         let mut inner = self.write();
-        inner.insert_output(output)?;
+        let event = inner.insert_output(output)?;
         inner.evict(self.max_events, self.max_bytes);
-        Ok(())
+        Ok(event)
+    }
+
+    /// Replaces a stored output of a running command by `output`, which has the same id (and
+    /// is meant to keep its command, order and timestamp): the writer trims the oldest output
+    /// it keeps this way. The event keeps its place in searches. Returns the stored event.
+    pub fn replace_output(&self, output: BashOutput) -> Result<Arc<BashEvent>, StoreError> {
+        let mut inner = self.write();
+        let seq = inner.running_output(output.id, output.command_id)?;
+        let event = Arc::new(BashEvent::from(output));
+        let bytes = event.approx_bytes();
+        if let Some(entry) = inner.events.get_mut(&seq) {
+            let old = std::mem::replace(entry, Entry { event: Arc::clone(&event), bytes });
+            inner.total_bytes = inner.total_bytes.saturating_sub(old.bytes).saturating_add(bytes);
+        }
+        Ok(event)
+    }
+
+    /// Removes a stored output of the running command `command_id`: the writer drops the
+    /// middle of a long output this way. Returns whether it was stored.
+    pub fn remove_output(&self, command_id: Uuid, id: Uuid) -> bool {
+        let mut inner = self.write();
+        let Ok(seq) = inner.running_output(id, command_id) else { return false };
+        if let Some(seqs) = inner.running.get_mut(&command_id) {
+            seqs.remove(&seq);
+        }
+        inner.remove(seq);
+        true
     }
 
     /// Stores a running command's final output and marks the command finished, in one step,
@@ -214,17 +249,18 @@ impl EventStore {
 
 impl Inner {
     /// Stores an event; the caller has checked that its id is new.
-    fn insert(&mut self, event: BashEvent) -> u64 {
+    fn insert(&mut self, event: BashEvent) -> (u64, Arc<BashEvent>) {
         let seq = self.next_seq;
         self.next_seq += 1;
         let bytes = event.approx_bytes();
         self.by_id.insert(event.id(), seq);
-        self.events.insert(seq, Entry { event: Arc::new(event), bytes });
+        let event = Arc::new(event);
+        self.events.insert(seq, Entry { event: Arc::clone(&event), bytes });
         self.total_bytes = self.total_bytes.saturating_add(bytes);
-        seq
+        (seq, event)
     }
 
-    fn insert_output(&mut self, output: BashOutput) -> Result<(), StoreError> {
+    fn insert_output(&mut self, output: BashOutput) -> Result<Arc<BashEvent>, StoreError> {
         if self.by_id.contains_key(&output.id) {
             return Err(StoreError::DuplicateId(output.id));
         }
@@ -232,11 +268,32 @@ impl Inner {
         if !self.running.contains_key(&command_id) {
             return Err(StoreError::NotRunning(command_id));
         }
-        let seq = self.insert(output.into());
+        let (seq, event) = self.insert(output.into());
         if let Some(seqs) = self.running.get_mut(&command_id) {
-            seqs.push(seq);
+            seqs.insert(seq);
         }
-        Ok(())
+        Ok(event)
+    }
+
+    /// The sequence number of output `id` of the running command `command_id`.
+    fn running_output(&self, id: Uuid, command_id: Uuid) -> Result<u64, StoreError> {
+        if !self.running.contains_key(&command_id) {
+            return Err(StoreError::NotRunning(command_id));
+        }
+        let seq = self.by_id.get(&id).copied();
+        let event = seq.and_then(|seq| self.events.get(&seq)).map(|entry| &*entry.event);
+        match (seq, event) {
+            (Some(seq), Some(BashEvent::Output(o))) if o.command_id == command_id => Ok(seq),
+            _ => Err(StoreError::NotStored(id)),
+        }
+    }
+
+    /// Drops the event stored under `seq`, if any.
+    fn remove(&mut self, seq: u64) {
+        if let Some(entry) = self.events.remove(&seq) {
+            self.by_id.remove(&entry.event.id());
+            self.total_bytes = self.total_bytes.saturating_sub(entry.bytes);
+        }
     }
 
     /// Makes a running command's events evictable; returns whether it was running.
@@ -254,10 +311,7 @@ impl Inner {
     fn evict(&mut self, max_events: usize, max_bytes: usize) {
         while self.events.len() > max_events || self.total_bytes > max_bytes {
             let Some(seq) = self.evictable.pop_first() else { break };
-            if let Some(entry) = self.events.remove(&seq) {
-                self.by_id.remove(&entry.event.id());
-                self.total_bytes = self.total_bytes.saturating_sub(entry.bytes);
-            }
+            self.remove(seq);
         }
     }
 }
@@ -608,6 +662,49 @@ mod tests {
                 .last()
                 .is_some_and(|e| matches!(&**e, BashEvent::Output(o) if o.exit_code == Some(0)))
         );
+    }
+
+    #[test]
+    fn a_running_commands_outputs_can_be_removed_and_replaced_in_place() {
+        let store = EventStore::default();
+        let c = command();
+        let id = c.id;
+        store.begin(c).unwrap();
+        let text = |o: BashOutput, t: &str| BashOutput { stdout: Some(t.into()), ..o };
+        let first = text(BashOutput::new(id, 0), "0123456789");
+        let second = text(BashOutput::new(id, 1), "abc");
+        let stored = store.push_output(first.clone()).unwrap();
+        assert_eq!(*stored, BashEvent::Output(first.clone()));
+        store.push_output(second.clone()).unwrap();
+        let before = store.total_bytes();
+
+        // Replaced: same id and place, fewer bytes.
+        let trimmed = text(first.clone(), "89");
+        assert_eq!(*store.replace_output(trimmed.clone()).unwrap(), BashEvent::Output(trimmed.clone()));
+        assert_eq!(store.total_bytes(), before - 8);
+        let all = store.search(&query(&[])).unwrap();
+        assert_eq!(ids(&all), [id, first.id, second.id]);
+        assert_eq!(store.get(&first.id.simple().to_string()).as_deref(), Some(&BashEvent::Output(trimmed)));
+
+        // Removed: gone from lookups, searches and the byte count.
+        assert!(store.remove_output(id, second.id));
+        assert!(!store.remove_output(id, second.id));
+        assert!(store.get(&second.id.simple().to_string()).is_none());
+        assert_eq!(store.len(), 2);
+        assert_eq!(store.total_bytes(), before - 8 - BashEvent::from(second.clone()).approx_bytes());
+
+        // Only outputs of that running command: not its command event, not another's.
+        assert!(!store.remove_output(id, id));
+        assert!(!store.remove_output(Uuid::new_v4(), first.id));
+        let other = Uuid::new_v4();
+        let stranger = text(BashOutput { id: first.id, ..BashOutput::new(other, 0) }, "x");
+        assert_eq!(store.replace_output(stranger), Err(StoreError::NotRunning(other)));
+        assert_eq!(store.replace_output(second.clone()), Err(StoreError::NotStored(second.id)));
+
+        // Once finished, the command's outputs are the store's to evict, not the writer's.
+        store.finish(BashOutput { exit_code: Some(0), ..BashOutput::new(id, 2) }).unwrap();
+        assert!(!store.remove_output(id, first.id));
+        assert_eq!(store.replace_output(text(first, "9")), Err(StoreError::NotRunning(id)));
     }
 
     #[test]

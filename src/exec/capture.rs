@@ -21,6 +21,14 @@ pub const WITHHELD: &str = "[output withheld: masking failed]";
 /// Bytes always kept from the start of a capped stream.
 pub const HEAD_BYTES: usize = 64 * 1024;
 
+/// How a cap of `max` bytes per stream is shared out: the first [`HEAD_BYTES`] (all of `max`
+/// when it is smaller) are kept from the start, the rest from the end. The bash routes bound
+/// their events by the same split, so both kinds of route keep the same text.
+pub fn head_and_tail(max: usize) -> (usize, usize) {
+    let head = max.min(HEAD_BYTES);
+    (head, max - head)
+}
+
 /// One stream's masking state and destination.
 pub struct StreamOutput {
     stream: Stream,
@@ -118,8 +126,8 @@ struct Capped {
 
 impl Capped {
     fn new(max: usize) -> Self {
-        let head_cap = max.min(HEAD_BYTES);
-        Self { head: Vec::new(), head_cap, tail: VecDeque::new(), tail_cap: max - head_cap, dropped: 0 }
+        let (head_cap, tail_cap) = head_and_tail(max);
+        Self { head: Vec::new(), head_cap, tail: VecDeque::new(), tail_cap, dropped: 0 }
     }
 
     fn push(&mut self, mut bytes: &[u8]) {

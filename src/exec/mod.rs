@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::mask::Masker;
 use crate::secrets::value::SecretValue;
 
-pub use capture::{HEAD_BYTES, WITHHELD};
+pub use capture::{HEAD_BYTES, WITHHELD, head_and_tail};
 pub use env::{MIN_SCRUB_LEN, holds_key};
 pub use shell::resolve_shell;
 pub use size::{ArgLimits, Oversize};

@@ -14,6 +14,7 @@ mod env_limits;
 mod fetch;
 mod health;
 mod lookup_process;
+mod memory;
 mod process;
 mod resolve;
 mod root;
