@@ -79,7 +79,7 @@ async fn start(
     })?;
     let gathered =
         gather(&state.registry, &state.resolver, &req.scope, &req.command, &Requested::Referenced).await;
-    let masker = state.masks_for(&req.scope, &gathered.exports)?;
+    let masker = state.masks_for(&req.scope, &gathered.exports).await?;
     let conversation_id = match &req.scope {
         ScopeId::Conversation(id) => Some(id.to_string()),
         ScopeId::Sandbox => None,

@@ -60,7 +60,7 @@ async fn prepare(state: &AppState, scope: &ScopeId, body: &Value) -> Result<Prep
         skipped.extend(missing.into_iter().map(|m| m.name));
         skipped.sort();
     }
-    let masker = state.masks_for(scope, &exports)?;
+    let masker = state.masks_for(scope, &exports).await?;
     Ok(Prepared {
         exported,
         stale,

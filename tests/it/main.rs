@@ -13,6 +13,7 @@ mod discipline;
 mod fetch;
 mod health;
 mod lookup_process;
+mod masking;
 mod process;
 mod resolve;
 mod secrets_api;
