@@ -85,8 +85,8 @@ impl Staged {
     }
 
     /// Compiles and publishes the staged values (unless a concurrent update
-    /// already did), blocking. Returns the first error of staging, if any, or
-    /// the compilation's.
+    /// already did), blocking. Returns the compilation's error, else the
+    /// first error of staging, if any.
     pub fn publish(self) -> Result<(), MaskError> {
         Shared::publish(&self.shared, self.upto)?;
         self.error.map_or(Ok(()), Err)
