@@ -66,7 +66,8 @@ fn setup() -> Bench {
         max_stale: Duration::from_secs(3600),
     };
     let key = Arc::new(SessionKey::new(KeySource::Fixed(Some("bench-key".to_owned().into()))));
-    let resolver = Resolver::new(fetcher.clone(), cache, policy.clone(), key, HashMap::new());
+    let masks = Arc::new(secret_sidecar::mask::MaskSet::new(4));
+    let resolver = Resolver::new(fetcher.clone(), cache, policy.clone(), key, HashMap::new(), masks);
     let registry = Registry::new(Limits { max_conversations: 16, max_secrets_per_scope: 4096 });
     let ctx = ParseContext { policy, ..ParseContext::default() };
     Bench { rt, base, hits, resolver, registry, ctx, fetcher }

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use zeroize::Zeroizing;
 
 use crate::auth::ApiKeys;
 use crate::config::{Config, HttpConfig, ListenAddr};
@@ -103,12 +104,14 @@ impl AppState {
         let lookup = &config.lookup;
         let fetcher = Fetcher::new(lookup.fetch.clone())?;
         let session_key = Arc::new(SessionKey::new(lookup.session_key.clone()));
+        let masks = Arc::new(MaskSet::new(config.mask_min_length));
         let resolver = Resolver::new(
             fetcher,
             lookup.cache.clone(),
             config.sources.policy.clone(),
             session_key.clone(),
             lookup.env_headers.clone(),
+            masks.clone(),
         );
         let exec = &config.exec;
         let mut scrub_names = config.sources.allowed_env_headers.clone();
@@ -116,7 +119,7 @@ impl AppState {
         Ok(Self {
             registry: Arc::new(Registry::new(config.registry)),
             executor: Executor::new(exec.runner.clone(), exec.process_env.clone()),
-            masks: Arc::new(MaskSet::new(config.mask_min_length)),
+            masks,
             exec_limits: Arc::new(ExecLimits {
                 max_timeout: exec.max_timeout,
                 refuse_unmaskable: exec.refuse_unmaskable,
@@ -154,33 +157,44 @@ impl AppState {
 
     /// Adds `values` of `scope` to the global mask set and returns a masker that hides them
     /// (and everything held before). Fails closed: an error here refuses the command.
-    pub fn masks_for(
+    pub async fn masks_for(
         &self,
         scope: &ScopeId,
         values: &[(String, SecretValue)],
     ) -> Result<Arc<Masker>, ApiError> {
-        for (name, value) in values {
-            if self.exec_limits.refuse_unmaskable && !self.masks.is_maskable(value.expose()) {
+        if self.exec_limits.refuse_unmaskable {
+            if let Some((name, _)) = values.iter().find(|(_, v)| !self.masks.is_maskable(v.expose())) {
                 return Err(ApiError::MissingSecrets(vec![Unavailable {
                     name: name.clone(),
                     error: format!("secret {name} is shorter than --mask-min-length and cannot be masked"),
                 }]));
             }
-            self.remember(scope, name, value)?;
         }
+        self.remember(scope, values.iter().map(|(name, value)| (name.as_str(), value))).await?;
         Ok(self.masks.masker())
     }
 
-    /// Adds one held value to the global mask set. A value shorter than `--mask-min-length`
-    /// cannot be masked and is skipped (listings report it `masked: false`); any other
-    /// failure fails closed.
-    pub fn remember(&self, scope: &ScopeId, name: &str, value: &SecretValue) -> Result<(), ApiError> {
-        if !self.masks.is_maskable(value.expose()) {
-            return Ok(());
-        }
-        self.masks.insert(&mask_key(scope, name), value.expose()).map_err(|_| {
-            // The error's detail can carry the value's length; the name is enough.
-            tracing::error!(name, "cannot mask a secret value; refusing to use it");
+    /// Adds held values of `scope` to the global mask set, all with one compilation that runs
+    /// off the async workers, and returns once they are masked. Values shorter than
+    /// `--mask-min-length` cannot be masked and are skipped (listings report them
+    /// `masked: false`); any other failure fails closed.
+    ///
+    /// The sidecar's own keys can join the set the same way, or with [`MaskSet::extend`] at
+    /// start-up.
+    pub async fn remember<'a>(
+        &self,
+        scope: &ScopeId,
+        values: impl IntoIterator<Item = (&'a str, &'a SecretValue)>,
+    ) -> Result<(), ApiError> {
+        let items: Vec<(String, Zeroizing<Vec<u8>>)> = values
+            .into_iter()
+            .filter(|(_, value)| self.masks.is_maskable(value.expose()))
+            .map(|(name, value)| (mask_key(scope, name), Zeroizing::new(value.expose().to_vec())))
+            .collect();
+        let count = items.len();
+        self.masks.extend_async(items).await.map_err(|_| {
+            // The error's detail can carry a value's length; the count is enough.
+            tracing::error!(count, "cannot mask secret values; refusing to use them");
             ApiError::Unavailable
         })
     }

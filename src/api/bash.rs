@@ -103,7 +103,7 @@ async fn start(
         scrub_names: state.exec_limits.scrub_names.clone(),
     };
     fit(&state.executor, &mut exec_req, &optional, &mut Vec::new())?;
-    let masker = state.masks_for(&req.scope, &exec_req.secrets)?;
+    let masker = state.masks_for(&req.scope, &exec_req.secrets).await?;
     let conversation_id = match &req.scope {
         ScopeId::Conversation(id) => Some(id.to_string()),
         ScopeId::Sandbox => None,

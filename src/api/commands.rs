@@ -76,7 +76,7 @@ async fn prepare(state: &AppState, scope: &ScopeId, body: &Value) -> Result<Prep
     fit(&state.executor, &mut request, &optional, &mut skipped)?;
     stale.retain(|n| !skipped.contains(n));
     let exported = request.secrets.iter().map(|(n, _)| n.clone()).collect();
-    let masker = state.masks_for(scope, &request.secrets)?;
+    let masker = state.masks_for(scope, &request.secrets).await?;
     Ok(Prepared { exported, stale, skipped, request: Some(request), masker, _slot: slot })
 }
 

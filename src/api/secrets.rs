@@ -25,12 +25,12 @@ pub async fn update(
     let entries = parse_update(&body, &state.sources)?;
     let count = entries.len();
     // Static values are held from now on, so they are masked from now on (even after a
-    // later delete or rotation).
-    for (name, source) in &entries {
-        if let SecretSource::Static(StaticSecret { value: Some(value), .. }) = source {
-            state.remember(&scope, name.as_str(), value)?;
-        }
-    }
+    // later delete or rotation): all of them with one compilation, off the async workers.
+    let statics = entries.iter().filter_map(|(name, source)| match source {
+        SecretSource::Static(StaticSecret { value: Some(value), .. }) => Some((name.as_str(), value)),
+        _ => None,
+    });
+    state.remember(&scope, statics).await?;
     let replaced = state.registry.update(&scope, entries)?;
     state.resolver.forget(&replaced).await;
     tracing::info!(scope = %scope_label(&scope), count, "secrets updated");

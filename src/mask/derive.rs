@@ -1,6 +1,11 @@
 //! Derivation of the byte patterns under which one secret value may show up
 //! in command output: the value itself, its lines, and the common encodings
-//! (base64 at every byte alignment, percent-encoding, JSON string escaping).
+//! (base64 at every byte alignment, percent-encoding as the usual libraries
+//! write it, JSON string escaping).
+//!
+//! A line of a multi-line value becomes a pattern only when it carries part of
+//! the secret: whitespace-only lines and PEM armour lines (`-----BEGIN …-----`)
+//! would otherwise hide the same text in every output.
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
@@ -38,7 +43,10 @@ pub fn derive_patterns(value: &[u8], min_len: usize) -> Vec<Zeroizing<Vec<u8>>> 
     let trimmed = trim_line_ends(value);
     out.add(trimmed);
     for line in value.split(|&b| b == b'\n') {
-        out.add(trim_line_ends(line));
+        let line = trim_line_ends(line);
+        if carries_secret(line) {
+            out.add(line);
+        }
     }
     if value.len() > MAX_ENCODED_VALUE_LEN {
         return out.list;
@@ -72,6 +80,16 @@ impl Patterns {
     fn add_owned(&mut self, pattern: Zeroizing<Vec<u8>>) {
         self.add(&pattern);
     }
+}
+
+/// Whether a line of a multi-line value is specific to it: not blank and not
+/// PEM armour, which every certificate and key shares.
+fn carries_secret(line: &[u8]) -> bool {
+    let text = line.trim_ascii();
+    let armour = text.starts_with(b"-----")
+        && text.ends_with(b"-----")
+        && (text.starts_with(b"-----BEGIN ") || text.starts_with(b"-----END "));
+    !text.is_empty() && !armour
 }
 
 fn trim_line_ends(mut s: &[u8]) -> &[u8] {
@@ -126,17 +144,47 @@ fn hex_digit(nibble: u8, upper: bool) -> u8 {
     digits[usize::from(nibble & 0xf)]
 }
 
+/// How one library percent-encodes: the punctuation it leaves as it is besides
+/// letters, digits and `-._` (which none escapes) and `~` (which only the
+/// WHATWG form encoding escapes), and whether a space becomes `+`.
+struct PercentStyle {
+    keep: &'static [u8],
+    plus_space: bool,
+    escapes_tilde: bool,
+    /// Also written with lowercase hex digits by some encoders.
+    lower_too: bool,
+}
+
+/// The percent-encodings in common use. Many libraries share one of them;
+/// identical results are deduplicated per value.
+const PERCENT_STYLES: &[PercentStyle] = &[
+    // RFC 3986 component encoding: Rust's and Python's `quote(s, safe='')`,
+    // curl_easy_escape, older curl `--data-urlencode`.
+    PercentStyle { keep: b"", plus_space: false, escapes_tilde: false, lower_too: true },
+    // Path-style: Python's `urllib.parse.quote` (safe='/' by default).
+    PercentStyle { keep: b"/", plus_space: false, escapes_tilde: false, lower_too: true },
+    // Form encoding: Python's `quote_plus`, Go's `url.QueryEscape`, curl
+    // `--data-urlencode` since 7.86.
+    PercentStyle { keep: b"", plus_space: true, escapes_tilde: false, lower_too: true },
+    // JavaScript's `encodeURIComponent`.
+    PercentStyle { keep: b"!'()*", plus_space: false, escapes_tilde: false, lower_too: false },
+    // Go's `url.PathEscape`.
+    PercentStyle { keep: b"$&+:=@", plus_space: false, escapes_tilde: false, lower_too: false },
+    // WHATWG form encoding: JavaScript's `URLSearchParams`, Java's `URLEncoder`.
+    PercentStyle { keep: b"*", plus_space: true, escapes_tilde: true, lower_too: false },
+];
+
 fn add_percent(out: &mut Patterns, value: &[u8]) {
-    // (keep '/', space as '+'): RFC 3986 component encoding, path-style
-    // encoding and HTML form encoding, each with upper and lower hex.
-    for (keep_slash, plus_space) in [(false, false), (true, false), (false, true)] {
-        for upper in [true, false] {
+    for style in PERCENT_STYLES {
+        let cases: &[bool] = if style.lower_too { &[true, false] } else { &[true] };
+        for &upper in cases {
             let mut enc = Zeroizing::new(Vec::with_capacity(value.len() * 3));
             for &b in value {
                 match b {
-                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => enc.push(b),
-                    b'/' if keep_slash => enc.push(b),
-                    b' ' if plus_space => enc.push(b'+'),
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => enc.push(b),
+                    b'~' if !style.escapes_tilde => enc.push(b),
+                    b' ' if style.plus_space => enc.push(b'+'),
+                    _ if style.keep.contains(&b) => enc.push(b),
                     _ => enc.extend_from_slice(&[b'%', hex_digit(b >> 4, upper), hex_digit(b, upper)]),
                 }
             }
@@ -260,6 +308,57 @@ mod tests {
         assert!(has(&p, b"a%20b/c%2B%C3%A4"));
         assert!(has(&p, b"a+b%2Fc%2B%C3%A4"));
         assert!(has(&p, b"a%20b%2fc%2b%c3%a4"));
+    }
+
+    #[test]
+    fn percent_forms_of_common_libraries() {
+        // Outputs of each library for these values, as the libraries print them.
+        let p = derived(b"p@ss word!2024", 4);
+        for (who, encoded) in [
+            ("encodeURIComponent", "p%40ss%20word!2024"),
+            ("Python quote / curl_easy_escape", "p%40ss%20word%212024"),
+            ("quote_plus / QueryEscape / curl --data-urlencode", "p%40ss+word%212024"),
+            ("curl 7 --data-urlencode (lower hex)", "p%40ss+word%212024"),
+            ("Go PathEscape", "p@ss%20word%212024"),
+        ] {
+            assert!(has(&p, encoded.as_bytes()), "{who}");
+        }
+        let p = derived(b"a~b*c'd(e)f/g$h&i+j:k=l@m n", 4);
+        for (who, encoded) in [
+            ("encodeURIComponent", "a~b*c'd(e)f%2Fg%24h%26i%2Bj%3Ak%3Dl%40m%20n"),
+            ("Python quote (safe='/')", "a~b%2Ac%27d%28e%29f/g%24h%26i%2Bj%3Ak%3Dl%40m%20n"),
+            ("Python quote_plus, Go QueryEscape", "a~b%2Ac%27d%28e%29f%2Fg%24h%26i%2Bj%3Ak%3Dl%40m+n"),
+            ("curl 7.88 --data-urlencode", "a~b%2ac%27d%28e%29f%2fg%24h%26i%2bj%3ak%3dl%40m+n"),
+            ("Go PathEscape", "a~b%2Ac%27d%28e%29f%2Fg$h&i+j:k=l@m%20n"),
+            ("URLSearchParams, Java URLEncoder", "a%7Eb*c%27d%28e%29f%2Fg%24h%26i%2Bj%3Ak%3Dl%40m+n"),
+        ] {
+            assert!(has(&p, encoded.as_bytes()), "{who}");
+        }
+    }
+
+    #[test]
+    fn encodings_stay_few_and_distinct() {
+        // An alphanumeric value's percent and JSON forms are the value itself.
+        let plain = derived(b"AbCdEf0123456789xyz", 4);
+        assert!(plain.len() <= 12, "{}", plain.len());
+        // Even a value that every encoder treats differently stays bounded.
+        let fancy = derived("a~b*c'd(e)f/g$h&i+j:k=l@m n\"ä\n".as_bytes(), 4);
+        assert!(fancy.len() <= 60, "{}", fancy.len());
+    }
+
+    #[test]
+    fn blank_and_armour_lines_are_not_patterns() {
+        let p = derived(b"first-line-of-secret\n    \nlast-line-of-secret", 4);
+        assert!(has(&p, b"first-line-of-secret") && has(&p, b"last-line-of-secret"));
+        assert!(!p.iter().any(|x| x.trim_ascii().is_empty()), "a blank line is a pattern");
+        let pem = b"-----BEGIN PRIVATE KEY-----\r\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\r\n\t \r\n-----END PRIVATE KEY-----\r\n";
+        let p = derived(pem, 4);
+        assert!(has(&p, b"MIIEvQIBADANBgkqhkiG9w0BAQEFAASC"));
+        assert!(!has(&p, b"-----BEGIN PRIVATE KEY-----"));
+        assert!(!has(&p, b"-----END PRIVATE KEY-----"));
+        assert!(!p.iter().any(|x| x.trim_ascii().is_empty()));
+        // The whole value is still a pattern, armour included.
+        assert!(has(&p, pem));
     }
 
     #[test]

@@ -10,7 +10,8 @@
 //! Invariants: concurrent misses for one entry make one upstream request, and that request
 //! runs in its own task, so it completes and fills the cache even if every caller goes away.
 //! Cache keys are entry generations, so a replaced or deleted descriptor can never be served
-//! from the cache.
+//! from the cache. Every fetched value enters the global mask set before any caller sees it,
+//! whichever route asked for it (resolve, refresh, a command, a bash route).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -23,6 +24,7 @@ use moka::future::Cache;
 use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::{Semaphore, watch};
+use zeroize::Zeroizing;
 
 use super::fetch::{FetchError, Fetcher};
 use super::origin::{OriginKind, OriginPolicy};
@@ -30,6 +32,7 @@ use super::registry::Entry;
 use super::session_key::SessionKey;
 use super::source::{LookupSecret, SecretSource};
 use super::value::{SecretName, SecretValue};
+use crate::mask::MaskSet;
 
 /// How long a failure (or a stale value served after one) is remembered before the next try.
 const FAILURE_MEMORY: Duration = Duration::from_secs(5);
@@ -144,6 +147,8 @@ struct Inner {
     policy: OriginPolicy,
     /// Values of the variables `env_headers` may read, captured at start.
     env_headers: HashMap<String, SecretString>,
+    /// The global mask set, which every fetched value joins.
+    masks: Arc<MaskSet>,
     cfg: CacheConfig,
 }
 
@@ -161,13 +166,14 @@ impl fmt::Debug for Resolver {
 
 impl Resolver {
     /// A resolver over `fetcher` with the given cache settings, lookup policy, session key
-    /// and `env_headers` values.
+    /// and `env_headers` values; fetched values join `masks`.
     pub fn new(
         fetcher: Fetcher,
         cfg: CacheConfig,
         policy: OriginPolicy,
         session_key: Arc<SessionKey>,
         env_headers: HashMap<String, SecretString>,
+        masks: Arc<MaskSet>,
     ) -> Self {
         let cache = Cache::builder().max_capacity(cfg.capacity).expire_after(OutcomeExpiry).build();
         let last_good = Cache::builder().max_capacity(cfg.capacity).time_to_live(cfg.max_stale).build();
@@ -181,6 +187,7 @@ impl Resolver {
                 session_key,
                 policy,
                 env_headers,
+                masks,
                 cfg,
             }),
         }
@@ -331,6 +338,11 @@ impl Resolver {
         match result {
             Ok(value) => {
                 tracing::debug!(name = %entry.name, origin = %lookup.origin, ms = started.elapsed().as_millis() as u64, "secret resolved");
+                if let Some(v) = &value {
+                    if let Err(error) = self.remember(entry, v).await {
+                        return Outcome::Failed { error };
+                    }
+                }
                 let good = Good { value: value.clone(), fetched_at: Instant::now() };
                 self.inner.last_good.insert(generation, Arc::new(good)).await;
                 let base = lookup.ttl_seconds.map_or(self.inner.cfg.ttl, Duration::from_secs);
@@ -355,6 +367,22 @@ impl Resolver {
                 }
             }
         }
+    }
+
+    /// Adds a fetched value to the global mask set; returns once it is masked. A value
+    /// shorter than the mask's minimum length cannot be masked and is served anyway (listings
+    /// report it `masked: false`); any other failure refuses the value (fail closed).
+    async fn remember(&self, entry: &Entry, value: &SecretValue) -> Result<(), ResolveError> {
+        let masks = &self.inner.masks;
+        if !masks.is_maskable(value.expose()) {
+            return Ok(());
+        }
+        // One history per descriptor: a rotated value joins the previous ones.
+        let key = format!("lookup/{}", entry.generation);
+        masks.extend_async(vec![(key, Zeroizing::new(value.expose().to_vec()))]).await.map_err(|_| {
+            tracing::error!(name = %entry.name, "cannot mask a fetched secret value; refusing to use it");
+            ResolveError::Internal(entry.name.clone())
+        })
     }
 
     async fn fetch_with_key_retry(

@@ -7,7 +7,7 @@ const ALLOWED: &[(&str, &str)] = &[
     ("src/auth.rs", "hashing accepted keys for constant-time comparison; writing the generated key file"),
     ("src/config/env.rs", "tests of the keys read from the environment"),
     ("src/exec/env.rs", "building the child's environment and scrubbing variables that contain a key"),
-    ("src/secrets/resolver.rs", "building outbound header values (marked sensitive)"),
+    ("src/secrets/resolver.rs", "building outbound header values (marked sensitive); masking fetched values"),
     ("src/secrets/session_key.rs", "comparing a re-read key with the current one"),
     ("src/secrets/source.rs", "descriptor equality, to decide whether a replacement changed anything"),
     ("src/secrets/value.rs", "the accessor itself"),

@@ -14,6 +14,7 @@ mod env_limits;
 mod fetch;
 mod health;
 mod lookup_process;
+mod masking;
 mod memory;
 mod process;
 mod resolve;
