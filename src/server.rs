@@ -32,8 +32,8 @@ pub enum Listener {
 pub enum StartError {
     #[error(transparent)]
     Keys(#[from] crate::auth::KeyError),
-    #[error("lookup client: {0}")]
-    Lookup(#[from] crate::secrets::fetch::FetchBuildError),
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     #[error("refusing to listen on non-loopback address {0} without a configured API key")]
     ExposedWithoutKey(String),
     #[error("cannot listen on {addr}: {source}")]

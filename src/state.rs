@@ -15,7 +15,7 @@ use zeroize::Zeroizing;
 use crate::auth::ApiKeys;
 use crate::config::{Config, HttpConfig, ListenAddr};
 use crate::secrets::fetch::{FetchBuildError, Fetcher};
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 
 use crate::api::RateLimit;
 use crate::bash::EventStore;
@@ -69,6 +69,15 @@ impl HostPolicy {
     }
 }
 
+/// Why the state could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("lookup client: {0}")]
+    Lookup(#[from] FetchBuildError),
+    #[error("cannot mask the sidecar's own keys: {0}")]
+    Mask(#[from] crate::mask::MaskError),
+}
+
 /// Shared state of the HTTP service.
 #[derive(Clone)]
 pub struct AppState {
@@ -100,7 +109,7 @@ pub struct AppState {
 impl AppState {
     /// Builds every component from its part of `config`; `keys` were loaded by the caller
     /// (loading can generate a key file, which is start-up's business, not the state's).
-    pub fn new(config: &Config, keys: ApiKeys) -> Result<Self, FetchBuildError> {
+    pub fn new(config: &Config, keys: ApiKeys) -> Result<Self, StateError> {
         let lookup = &config.lookup;
         let fetcher = Fetcher::new(lookup.fetch.clone())?;
         let session_key = Arc::new(SessionKey::new(lookup.session_key.clone()));
@@ -113,6 +122,16 @@ impl AppState {
             lookup.env_headers.clone(),
             masks.clone(),
         );
+        // The sidecar's own keys are masked like any value it holds: a root command can read
+        // a key file, and nothing should print one by accident.
+        let own: Vec<SecretString> = keys.keys().iter().cloned().chain(session_key.held()).collect();
+        let own: Vec<(String, &[u8])> = own
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (format!("sidecar/key-{i}"), k.expose_secret().as_bytes()))
+            .filter(|(_, k)| masks.is_maskable(k))
+            .collect();
+        masks.extend(own.iter().map(|(n, k)| (n.as_str(), *k)))?;
         let exec = &config.exec;
         let mut scrub_names = config.sources.allowed_env_headers.clone();
         scrub_names.extend(exec.runner.strip_env.iter().cloned());

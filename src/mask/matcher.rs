@@ -10,7 +10,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
+use aho_corasick::automaton::{Automaton, OverlappingState};
+use aho_corasick::nfa::contiguous::NFA;
+use aho_corasick::{Anchored, Input, MatchKind};
 use zeroize::Zeroizing;
 
 use super::prefilter::Filter;
@@ -39,7 +41,9 @@ pub(super) struct Compiled {
 
 /// One compiled automaton and its candidate filter.
 pub(super) struct Layer {
-    ac: AhoCorasick,
+    /// The raw automaton rather than the `AhoCorasick` wrapper: streaming walks its states
+    /// to learn how much of the output's end could still begin a match.
+    ac: NFA,
     filter: Option<Filter>,
     max_len: usize,
 }
@@ -53,14 +57,10 @@ impl Layer {
         // A contiguous NFA builds in about a millisecond per 16 KiB of patterns; the DFA the
         // builder would pick for a small set takes seconds for one long value. The sampling
         // filter does most scanning.
-        let ac = AhoCorasick::builder()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(AhoCorasickKind::ContiguousNFA))
-            .build(patterns)
-            .map_err(|e| {
-                tracing::error!(patterns = patterns.len(), "mask automaton build failed");
-                MaskError::Unavailable(e.to_string())
-            })?;
+        let ac = NFA::builder().match_kind(MatchKind::Standard).build(patterns).map_err(|e| {
+            tracing::error!(patterns = patterns.len(), "mask automaton build failed");
+            MaskError::Unavailable(e.to_string())
+        })?;
         let max_len = patterns.iter().map(|p| p.len()).max().unwrap_or(0);
         Ok(Some(Self { ac, filter: Filter::build(patterns), max_len }))
     }
@@ -85,14 +85,40 @@ impl Layer {
     fn verify(&self, hay: &[u8], start: usize, end: usize, regions: &mut Regions) -> Result<(), MaskError> {
         let slice =
             hay.get(start..end).ok_or_else(|| MaskError::Search("candidate window out of range".into()))?;
-        let iter = self
-            .ac
-            .try_find_overlapping_iter(Input::new(slice))
-            .map_err(|e| MaskError::Search(e.to_string()))?;
-        for m in iter {
-            regions.add(start + m.start(), start + m.end());
+        let input = Input::new(slice);
+        let mut state = OverlappingState::start();
+        loop {
+            self.ac.try_find_overlapping(&input, &mut state).map_err(|e| MaskError::Search(e.to_string()))?;
+            match state.get_match() {
+                Some(m) => regions.add(start + m.start(), start + m.end()),
+                None => return Ok(()),
+            }
         }
-        Ok(())
+    }
+
+    /// Length of the longest suffix of `hay` that is a prefix of one of this layer's
+    /// patterns: the bytes a match could still grow from once more output arrives.
+    ///
+    /// The automaton's state after `hay` stands for exactly that suffix, but its depth is not
+    /// exposed. Walking only the last `j` bytes from the start reaches the same state exactly
+    /// when `j` is at least that depth (fewer bytes cannot spell the suffix; more only add
+    /// bytes before it), so the depth is the least such `j`, found by bisection.
+    fn suffix_depth(&self, hay: &[u8]) -> Result<usize, MaskError> {
+        let start = self.ac.start_state(Anchored::No).map_err(|e| MaskError::Search(e.to_string()))?;
+        let walk =
+            |bytes: &[u8]| bytes.iter().fold(start, |sid, &b| self.ac.next_state(Anchored::No, sid, b));
+        let window = hay.len().min(self.max_len);
+        let tail = |j: usize| &hay[hay.len() - j..];
+        let end = walk(tail(window));
+        if self.ac.is_start(end) {
+            return Ok(0);
+        }
+        let (mut lo, mut hi) = (1, window);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if walk(tail(mid)) == end { hi = mid } else { lo = mid + 1 }
+        }
+        Ok(lo)
     }
 }
 
@@ -205,9 +231,13 @@ impl fmt::Debug for Masker {
 }
 
 impl Compiled {
-    /// Length of the longest pattern of any layer.
-    pub(super) fn max_len(&self) -> usize {
-        self.max_len
+    /// Length of the longest suffix of `hay` that is a prefix of any pattern of any layer.
+    pub(super) fn suffix_depth(&self, hay: &[u8]) -> Result<usize, MaskError> {
+        let mut depth = 0;
+        for layer in &self.layers {
+            depth = depth.max(layer.suffix_depth(hay)?);
+        }
+        Ok(depth)
     }
 
     /// Merged, sorted hidden regions of `hay`: the union over all layers.

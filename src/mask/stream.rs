@@ -15,8 +15,11 @@ use super::{MaskError, REPLACEMENT};
 
 /// Masks output that arrives in arbitrary chunks, such as pipe reads.
 ///
-/// Holds back at most `max_pattern_len - 1` bytes plus an incomplete trailing
-/// UTF-8 sequence, so every emitted chunk can be lossily decoded on its own.
+/// Holds back only the longest suffix of the output that is a prefix of some
+/// pattern (so `first\n` goes out at once unless a pattern starts with it), plus
+/// an incomplete trailing UTF-8 sequence, so every emitted chunk can be lossily
+/// decoded on its own. A match that touches the held suffix has its marker out
+/// already and merges with what follows.
 /// The concatenation of all [`push`](Self::push) results and
 /// [`finish`](Self::finish) equals [`Masker::mask`] of the whole input, however
 /// it was split. A hidden region that keeps going is not buffered: its marker
@@ -50,8 +53,11 @@ impl StreamMasker {
         let compiled = self.masker.compiled()?;
         self.held.extend_from_slice(chunk);
         let work: &[u8] = &self.held;
+        // Only the end of the output that could still begin a match waits for more; a match
+        // that touches it is merged by `open` (its marker is out, its rest swallowed).
         let (regions, keep) = match compiled {
-            Some(c) => (c.regions(work)?, c.max_len().saturating_sub(1)),
+            Some(c) if !last => (c.regions(work)?, c.suffix_depth(work)?),
+            Some(c) => (c.regions(work)?, 0),
             None => (Vec::new(), 0),
         };
         let decided = if last { work.len() } else { utf8_boundary(work, work.len().saturating_sub(keep)) };

@@ -614,3 +614,51 @@ fn a_large_recent_layer_is_merged_in_the_background() {
         assert_eq!(m.mask(v).expect("mask"), REPLACEMENT);
     }
 }
+
+/// The longest suffix of `text` that some pattern starts with, by brute force.
+fn pattern_prefix_suffix(patterns: &[String], text: &[u8]) -> usize {
+    (0..=text.len())
+        .rev()
+        .find(|&k| patterns.iter().any(|p| p.as_bytes().starts_with(&text[text.len() - k..])))
+        .unwrap_or(0)
+}
+
+proptest! {
+    #[test]
+    fn stream_holds_back_only_what_could_still_begin_a_match(
+        vals in prop::collection::vec("[ab]{2,12}", 1..4),
+        chunks in prop::collection::vec("[abc]{0,10}", 1..12),
+    ) {
+        let masker = Arc::new(Masker::from_patterns(&vals));
+        let mut s = StreamMasker::new(Arc::clone(&masker));
+        let mut seen = Vec::new();
+        for chunk in &chunks {
+            seen.extend_from_slice(chunk.as_bytes());
+            s.push(chunk.as_bytes()).expect("push");
+            // ASCII input: no partial UTF-8 sequence is ever held.
+            let bound = pattern_prefix_suffix(&vals, &seen);
+            prop_assert!(s.held_len() <= bound, "held {} > {} after {:?}", s.held_len(), bound, String::from_utf8_lossy(&seen));
+        }
+    }
+}
+
+#[test]
+fn a_line_goes_out_at_once_with_a_long_secret_and_many_others() {
+    let set = MaskSet::new(4);
+    let big = pseudo_random(16 * 1024, 77);
+    set.insert("s/BIG", &big).expect("insert");
+    let many: Vec<Vec<u8>> = (0..1000).map(|i| pseudo_random(24, 5000 + i)).collect();
+    let keys: Vec<String> = (0..many.len()).map(|i| format!("s/M{i}")).collect();
+    set.extend(keys.iter().map(String::as_str).zip(many.iter().map(Vec::as_slice))).expect("extend");
+    let mut s = StreamMasker::new(set.masker());
+    assert_eq!(s.push(b"first\n").expect("push"), b"first\n");
+    assert_eq!(s.held_len(), 0);
+    // What a pattern starts with waits, and the rest of the line does not.
+    let mut out = s.push(b"second ").expect("push");
+    out.extend(s.push(&big[..100]).expect("push"));
+    assert_eq!(out, b"second ");
+    assert_eq!(s.held_len(), 100);
+    out.extend(s.push(&big[100..]).expect("push"));
+    out.extend(s.finish().expect("finish"));
+    assert_eq!(out, format!("second {H}").into_bytes());
+}

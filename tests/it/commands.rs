@@ -343,3 +343,34 @@ async fn refuse_unmaskable_turns_short_values_into_424() {
     assert_eq!(cmd(&plain, "echo $TINY").await["stdout"], "ab\n", "exported, reported masked:false");
     assert_eq!(plain.get("/api/secrets").await.1["secrets"][0]["state"]["masked"], false);
 }
+
+#[tokio::test]
+async fn streamed_output_is_not_held_back_behind_long_secrets() {
+    let app = TestApp::spawn().await;
+    // A 16 KiB secret and 1,000 others: the old rule held back "longest pattern - 1" bytes.
+    let big: String = (0..16 * 1024).map(|i| char::from(b'A' + (i * 7 % 26) as u8)).collect();
+    let mut secrets = serde_json::Map::new();
+    secrets.insert("BIG".into(), json!(big));
+    for i in 0..1000 {
+        secrets.insert(format!("MANY_{i}"), json!(format!("many-secret-value-{i:04}-x")));
+    }
+    let (status, _) = app.post("/api/secrets", &json!({"secrets": secrets})).await;
+    assert_eq!(status, 200);
+    let mut r = app
+        .req(Method::POST, "/api/commands/stream")
+        .json(&json!({"command": "echo first; sleep 30; echo second"}))
+        .send()
+        .await
+        .unwrap();
+    // "first" must arrive while the command still sleeps; a 10 s wait is far below the 30 s
+    // after which the old rule would have released it.
+    let mut text = String::new();
+    let got = tokio::time::timeout(Duration::from_secs(10), async {
+        while !text.contains("first") {
+            text.push_str(&String::from_utf8_lossy(&r.chunk().await.unwrap().unwrap()));
+        }
+    })
+    .await;
+    assert!(got.is_ok(), "\"first\" was held back: {text}");
+    assert!(!text.contains("second"), "{text}");
+}

@@ -184,6 +184,12 @@ async fn a_root_command_obtains_no_key_and_no_other_value() {
         std::fs::read_to_string(probe_dir.join("fds-long")).unwrap()
     );
 
+    // Printing the key file is masked, like every value the sidecar holds.
+    let r = run(&app, "/api/commands", json!({"command": format!("cat {}", key_file.display())})).await;
+    assert_eq!(r["stdout"], "<secret-hidden>", "{r}");
+    let r = run(&app, "/api/commands", json!({"command": format!("echo {SESSION_KEY}")})).await;
+    assert_eq!(r["stdout"], "<secret-hidden>\n", "{r}");
+
     // Without a key, the API is closed to the command.
     let r = run(
         &app,
