@@ -385,6 +385,18 @@ impl Resolver {
         })
     }
 
+    /// Masks the session key just read from `--session-key-file`, like the keys held at start.
+    async fn remember_session_key(&self) {
+        let Some(key) = self.inner.session_key.current() else { return };
+        let bytes = key.expose_secret().as_bytes();
+        if self.inner.masks.is_maskable(bytes) {
+            let item = vec![("sidecar/session-key".to_owned(), Zeroizing::new(bytes.to_vec()))];
+            if self.inner.masks.extend_async(item).await.is_err() {
+                tracing::error!("cannot mask the new session key");
+            }
+        }
+    }
+
     async fn fetch_with_key_retry(
         &self,
         name: &SecretName,
@@ -404,6 +416,7 @@ impl Resolver {
                     && self.inner.session_key.reload() =>
             {
                 tracing::info!(name = %name, "settings origin answered 401; retrying once with the new session key");
+                self.remember_session_key().await;
                 let headers = self.headers(name, lookup, kind)?;
                 Ok(self.inner.fetcher.fetch(name, &lookup.url, headers).await?)
             }

@@ -139,20 +139,24 @@ async fn oversized_bodies_and_redirects_are_refused() {
 
 #[tokio::test]
 async fn a_rotated_key_file_is_reread_after_401() {
-    let fake = FakeSettings::start("k1").await;
+    let (k1, k2) = ("session-key-one", "session-key-two");
+    let fake = FakeSettings::start(k1).await;
     fake.set("K", b"v", None);
     let dir = std::env::temp_dir().join(format!("ss-rot-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let file = dir.join("session-key");
-    std::fs::write(&file, "k1\n").unwrap();
+    std::fs::write(&file, format!("{k1}\n")).unwrap();
     let app = app_for(&fake, &["--session-key-file", file.to_str().unwrap()]).await;
     register(&app, "K", json!({"kind": "LookupSecret", "url": fake.url("K"), "ttl_seconds": 0})).await;
     resolve(&app, "K").await.unwrap();
     // The sandbox is resumed: new key on both sides.
-    fake.set_key("k2");
-    std::fs::write(&file, "k2\n").unwrap();
+    fake.set_key(k2);
+    std::fs::write(&file, format!("{k2}\n")).unwrap();
     assert_eq!(value(&resolve(&app, "K").await.unwrap()), b"v");
-    assert_eq!(fake.seen_keys(), [Some("k1".into()), Some("k1".into()), Some("k2".into())]);
+    assert_eq!(fake.seen_keys(), [Some(k1.into()), Some(k1.into()), Some(k2.into())]);
+    // Both keys are masked, the one read at start and the one read after the 401.
+    let masker = app.state.masks.masker();
+    assert_eq!(masker.mask(format!("{k1} {k2}").as_bytes()).unwrap(), b"<secret-hidden> <secret-hidden>");
     std::fs::remove_dir_all(dir).unwrap();
 }
 
