@@ -55,13 +55,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(server::start(config)) {
+    let code = match runtime.block_on(server::start(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    // A mask compile still running on the blocking pool must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    code
 }
 
 /// `secret-sidecar exec`: a small current-thread runtime is plenty for one request.
