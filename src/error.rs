@@ -1,36 +1,91 @@
 //! [`ApiError`]: every error the HTTP API can answer with, and the one place that maps them
 //! to status codes and `{"detail": …}` bodies.
 //!
-//! Domain errors convert into it with `From`, so handlers use `?`. Messages are built by the
-//! domain modules, which never put a value, header value, key, command text or lookup URL in
-//! them; 5xx answers carry a generic body and are logged once here.
+//! Domain errors ([`RunError`], [`RegistryError`], [`EntryError`], …) convert into it with
+//! `From`, so handlers use `?`; they carry names, bounds and causes, never a value, header
+//! value, key, command text or lookup URL. An internal failure (5xx) is logged here, once,
+//! with its cause, and answered with a generic body.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use crate::bash::SearchError;
+use crate::run::RunError;
 use crate::secrets::registry::RegistryError;
 use crate::secrets::source::EntryError;
+
+/// A field of a request that is well-formed but invalid: where, and which rule it broke.
+#[derive(Debug, thiserror::Error)]
+#[error("{loc}: {msg}")]
+pub struct FieldError {
+    /// The field path (`timeout`, `env.NAME`, `id`).
+    pub loc: Cow<'static, str>,
+    /// The rule, in words of our own (never the submitted value).
+    pub msg: Cow<'static, str>,
+}
+
+impl FieldError {
+    /// A field error at `loc`.
+    pub fn new(loc: impl Into<Cow<'static, str>>, msg: impl Into<Cow<'static, str>>) -> Self {
+        Self { loc: loc.into(), msg: msg.into() }
+    }
+}
+
+/// What a 404 did not find.
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+pub enum NotFound {
+    #[error("Not Found")]
+    Route,
+    #[error("bash event not found")]
+    BashEvent,
+}
+
+/// A failure inside the service; answered 503 with a generic body, its cause logged once.
+#[derive(Debug, thiserror::Error)]
+pub enum Internal {
+    #[error("masking failed")]
+    Mask(#[source] crate::mask::MaskError),
+    #[error("a background task failed")]
+    Task,
+    #[error("a response could not be encoded")]
+    Encode(#[source] serde_json::Error),
+    #[error("the bash event store refused an event")]
+    EventStore,
+}
 
 /// An error answer of the HTTP API.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// 400: a request that is not well-formed (JSON syntax, forwarded headers, Host).
-    #[error("{0}")]
-    BadRequest(String),
+    /// 400: `X-Forwarded-For` or `Forwarded` present.
+    #[error("forwarded requests are not accepted")]
+    Forwarded,
+    /// 400: a `Host` that is neither the listen address nor `localhost`.
+    #[error("host header is not the listen address or localhost")]
+    ForeignHost,
+    /// 400: the body is not JSON (serde_json's syntax message names a line and column only).
+    #[error("malformed JSON body: {0}")]
+    MalformedJson(String),
+    /// 400: the body could not be read.
+    #[error("request body could not be read")]
+    UnreadableBody,
+    /// 400: a path segment is not UTF-8 after percent-decoding.
+    #[error("path is not valid UTF-8 after percent-decoding")]
+    BadPath,
     /// 401: missing or wrong `X-Session-API-Key`.
     #[error("Unauthorized")]
     Unauthorized,
-    /// 404: no such route, scope or secret.
-    #[error("{0}")]
-    NotFound(String),
+    /// 404: no such route or event (scopes and secrets: [`RegistryError`]).
+    #[error(transparent)]
+    NotFound(#[from] NotFound),
     /// 405: the route exists, the method does not.
     #[error("Method Not Allowed")]
     MethodNotAllowed,
-    /// 408: the body did not arrive within the body deadline; the connection is closed.
-    #[error("request body not received within {}s", .0.as_secs())]
+    /// 408: the body did not arrive within the body deadline.
+    #[error("request body not received within {} seconds", .0.as_secs())]
     RequestTimeout(Duration),
     /// 413: the body is larger than the limit.
     #[error("request body is larger than {0} bytes")]
@@ -38,93 +93,116 @@ pub enum ApiError {
     /// 415: not `application/json`.
     #[error("content type must be application/json")]
     UnsupportedMediaType,
-    /// 422: a body, path or field that is well-formed but invalid.
-    #[error("{0}")]
-    Unprocessable(String),
+    /// 422: a field that is well-formed but invalid.
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
     /// 422 with FastAPI-style `[{loc, msg, type}]` details.
     #[error("invalid entry")]
-    InvalidEntry(EntryError),
-    /// 424: explicit secrets of a command could not be exported (`on_missing: "fail"`).
-    #[error("secrets needed by the command could not be resolved")]
-    MissingSecrets(Vec<crate::secrets::export::Unavailable>),
-    /// 429: a bound was hit; retry later.
-    #[error("{message}")]
-    TooMany { message: String, retry_after: Duration },
-    /// 503: not ready, draining, or a transient internal failure (generic body).
+    InvalidEntry(#[from] EntryError),
+    /// 422: a bad search parameter of the bash routes.
+    #[error(transparent)]
+    Search(#[from] SearchError),
+    /// 404 or 429 from the registry.
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    /// 422, 424, 429 or 503 from the command pipeline.
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// 429: `/mask` is rate-limited.
+    #[error("too many mask requests")]
+    MaskRate(Duration),
+    /// 429: too many requests in flight.
+    #[error("too many requests in flight")]
+    Busy,
+    /// 503: not ready, or draining.
     #[error("service unavailable")]
-    Unavailable,
-}
-
-impl From<EntryError> for ApiError {
-    fn from(e: EntryError) -> Self {
-        Self::InvalidEntry(e)
-    }
-}
-
-impl From<crate::exec::ExecError> for ApiError {
-    fn from(e: crate::exec::ExecError) -> Self {
-        // Logged here once; the body stays generic.
-        tracing::warn!("command could not be run: {e}");
-        Self::Unavailable
-    }
-}
-
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
-        match e {
-            RegistryError::UnknownConversation(_) | RegistryError::UnknownSecret(_) => {
-                Self::NotFound(e.to_string())
-            }
-            RegistryError::TooManyScopes(_) | RegistryError::TooManySecrets(_) => {
-                Self::TooMany { message: e.to_string(), retry_after: Duration::from_secs(1) }
-            }
-        }
-    }
+    NotReady,
+    /// 503: an internal failure (generic body, cause logged once).
+    #[error("service unavailable")]
+    Internal(#[from] Internal),
 }
 
 impl ApiError {
     /// The status code of this error.
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Forwarded
+            | Self::ForeignHost
+            | Self::MalformedJson(_)
+            | Self::UnreadableBody
+            | Self::BadPath => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::Unprocessable(_) | Self::InvalidEntry(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::MissingSecrets(_) => StatusCode::FAILED_DEPENDENCY,
-            Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Invalid(_) | Self::InvalidEntry(_) | Self::Search(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Registry(e) => match e {
+                RegistryError::UnknownConversation(_) | RegistryError::UnknownSecret(_) => {
+                    StatusCode::NOT_FOUND
+                }
+                RegistryError::TooManyScopes(_) | RegistryError::TooManySecrets(_) => {
+                    StatusCode::TOO_MANY_REQUESTS
+                }
+            },
+            Self::Run(e) => match e {
+                RunError::Timeout { .. } | RunError::Cwd | RunError::TooLarge(_) => {
+                    StatusCode::UNPROCESSABLE_ENTITY
+                }
+                RunError::Missing(_) => StatusCode::FAILED_DEPENDENCY,
+                RunError::Busy => StatusCode::TOO_MANY_REQUESTS,
+                RunError::Mask(_) | RunError::Exec(_) => StatusCode::SERVICE_UNAVAILABLE,
+            },
+            Self::MaskRate(_) | Self::Busy => StatusCode::TOO_MANY_REQUESTS,
+            Self::NotReady | Self::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Seconds a 429 asks the caller to wait.
+    fn retry_after(&self) -> Option<u64> {
+        match self {
+            Self::MaskRate(wait) => Some(wait.as_secs().max(1)),
+            _ if self.status() == StatusCode::TOO_MANY_REQUESTS => Some(1),
+            _ => None,
         }
     }
 
     fn detail(&self) -> Value {
         match self {
             Self::InvalidEntry(e) => json!([{ "loc": e.loc, "msg": e.msg, "type": "value_error" }]),
+            // Internal causes are logged, never sent.
+            _ if self.status().is_server_error() => Value::String("service unavailable".into()),
             other => Value::String(other.to_string()),
         }
+    }
+
+    /// Logs a server-side failure once, with its cause chain (causes carry no values).
+    fn log(&self) {
+        let mut causes = String::new();
+        let mut source = std::error::Error::source(self);
+        while let Some(e) = source {
+            causes.push_str(": ");
+            causes.push_str(&e.to_string());
+            source = e.source();
+        }
+        tracing::warn!(status = self.status().as_u16(), "request failed: {self}{causes}");
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), "request failed: {self}");
+        if status.is_server_error() && !matches!(self, Self::NotReady) {
+            self.log();
         }
         let mut body = json!({ "detail": self.detail() });
-        if let Self::MissingSecrets(missing) = &self {
-            body["missing"] = missing.iter().map(|m| json!({"name": m.name, "error": m.error})).collect();
+        if let Self::Run(RunError::Missing(missing)) = &self {
+            body["missing"] =
+                missing.iter().map(|m| json!({"name": m.name, "error": m.to_string()})).collect();
         }
         let mut response = (status, axum::Json(body)).into_response();
-        if let Self::RequestTimeout(_) = &self {
-            // The rest of the body may still come; the connection cannot be reused.
-            response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        }
-        if let Self::TooMany { retry_after, .. } = &self {
-            let secs = retry_after.as_secs().max(1);
+        if let Some(secs) = self.retry_after() {
             if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                 response.headers_mut().insert(header::RETRY_AFTER, v);
             }

@@ -9,6 +9,8 @@
 //! shutdown token, bounded by the command slots; their output reaches events at least every
 //! [`FLUSH_AFTER`], bounded per stream like `/commands` output (see `crate::bash::writer`).
 
+use axum::Router;
+use axum::routing::{get, post};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,20 +18,19 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
-use serde_json::Value;
+use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 
-use super::env_fit::fit;
 use super::extract::{JsonBody, PathParams};
 use crate::bash::masked::WITHHELD;
 use crate::bash::{
     BashCommand, BashEvent, BashOutput, EventWriter, MaskedPage, OutputBudget, SearchQuery, mask_event,
 };
-use crate::error::ApiError;
-use crate::exec::{Chunk, ExecRequest, Stream, head_and_tail};
+use crate::error::{ApiError, FieldError, Internal, NotFound};
+use crate::exec::{Chunk, Stream, head_and_tail};
 use crate::mask::Masker;
-use crate::secrets::export::gather;
+use crate::run::{CommandSpec, OnMissing, OverMax, Prepared, RunError};
 use crate::secrets::registry::{ConversationId, ScopeId};
 use crate::secrets::select::Requested;
 use crate::state::AppState;
@@ -37,90 +38,102 @@ use crate::state::AppState;
 /// The longest output waits before it reaches an event, when no 1 MiB chunk fills first.
 const FLUSH_AFTER: Duration = Duration::from_millis(100);
 
-/// The reference's `ExecuteBashRequest` plus our `conversation_id`.
-struct BashRequest {
+/// The reference's `ExecuteBashRequest`, plus our optional `conversation_id`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct BashBody {
     command: String,
+    #[serde(default)]
     cwd: Option<String>,
-    timeout: u64,
-    scope: ScopeId,
+    /// Seconds, at least 1 (default 300); over `--max-timeout` it is cut to it *(ref)*.
+    #[serde(default)]
+    timeout: Option<i64>,
+    /// Ours: also export this conversation's secrets.
+    #[serde(default)]
+    conversation_id: Option<String>,
 }
 
-fn parse(body: &Value, state: &AppState) -> Result<BashRequest, ApiError> {
-    let bad = |m: &str| ApiError::Unprocessable(m.to_owned());
-    let obj = body.as_object().ok_or_else(|| bad("body must be a JSON object"))?;
-    let command = match obj.get("command") {
-        Some(Value::String(c)) if !c.contains('\0') => c.clone(),
-        Some(Value::String(_)) => return Err(bad("command: must not contain NUL")),
-        _ => return Err(bad("command: field required (a string)")),
-    };
-    let cwd = match obj.get("cwd") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(c)) => Some(c.clone()),
-        Some(_) => return Err(bad("cwd: must be a string or null")),
-    };
-    let max = state.exec_limits.max_timeout.as_secs();
-    let timeout = match obj.get("timeout") {
-        None | Some(Value::Null) => 300.min(max),
-        // The SDK sends its own timeout; longer ones are cut to the service's maximum.
-        Some(Value::Number(n)) => match n.as_i64() {
-            Some(t) if t >= 1 => (t as u64).min(max),
-            _ => return Err(bad("timeout: must be a whole number of seconds, at least 1")),
-        },
-        Some(_) => return Err(bad("timeout: must be a whole number of seconds")),
-    };
-    let scope = match obj.get("conversation_id") {
-        None | Some(Value::Null) => ScopeId::Sandbox,
-        Some(Value::String(id)) => ScopeId::Conversation(
-            ConversationId::parse(id).ok_or_else(|| bad("conversation_id: must be a UUID"))?,
-        ),
-        Some(_) => return Err(bad("conversation_id: must be a string")),
-    };
-    Ok(BashRequest { command, cwd, timeout, scope })
+impl BashBody {
+    /// The scope and the pipeline's spec: the reference's rules (clamp, never a 424).
+    fn into_spec(self) -> Result<(ScopeId, Option<String>, CommandSpec), FieldError> {
+        if self.command.contains('\0') {
+            return Err(FieldError::new("command", "must not contain NUL"));
+        }
+        let timeout = match self.timeout {
+            None => None,
+            Some(t) if t >= 1 => Some(t.unsigned_abs()),
+            Some(_) => {
+                return Err(FieldError::new("timeout", "must be a whole number of seconds, at least 1"));
+            }
+        };
+        let scope = match self.conversation_id {
+            None => ScopeId::Sandbox,
+            Some(id) => ScopeId::Conversation(
+                ConversationId::parse(&id)
+                    .ok_or_else(|| FieldError::new("conversation_id", "must be a UUID"))?,
+            ),
+        };
+        if self.cwd.as_deref().is_some_and(|c| c.contains('\0')) {
+            return Err(FieldError::new("cwd", "must not contain NUL"));
+        }
+        let spec = CommandSpec {
+            command: self.command,
+            cwd: self.cwd.clone().map(Into::into),
+            timeout,
+            over_max: OverMax::Clamp,
+            secrets: Requested::Referenced,
+            env: Vec::new(),
+            // The reference's client cannot read a 424: what cannot be exported is skipped.
+            on_missing: OnMissing::Skip,
+        };
+        Ok((scope, self.cwd, spec))
+    }
 }
 
 /// Starts a command in the background; returns its masked `BashCommand` event and a
 /// receiver that yields once the final output is stored.
 async fn start(
     state: &AppState,
-    body: &Value,
+    body: BashBody,
 ) -> Result<(BashCommand, mpsc::Receiver<BashOutput>), ApiError> {
-    let req = parse(body, state)?;
-    let slot = state.command_slots.clone().try_acquire_owned().map_err(|_| ApiError::TooMany {
-        message: "too many commands running".into(),
-        retry_after: std::time::Duration::from_secs(1),
-    })?;
-    let gathered =
-        gather(&state.registry, &state.resolver, &req.scope, &req.command, &Requested::Referenced).await;
-    // As with missing ones, a secret too large to export is left out rather than fail the command.
-    let optional: Vec<String> = gathered.exports.iter().map(|(n, _)| n.clone()).collect();
-    let mut exec_req = ExecRequest {
-        command: req.command,
-        cwd: req.cwd.clone().map(Into::into),
-        timeout: std::time::Duration::from_secs(req.timeout),
-        env: Vec::new(),
-        secrets: gathered.exports,
-        scrub_values: state.held_keys(),
-        scrub_names: state.exec_limits.scrub_names.clone(),
-    };
-    fit(&state.executor, &mut exec_req, &optional, &mut Vec::new())?;
-    let masker = state.masks_for(&req.scope, &exec_req.secrets).await?;
-    let conversation_id = match &req.scope {
+    let (scope, cwd, spec) = body.into_spec()?;
+    let conversation_id = match &scope {
         ScopeId::Conversation(id) => Some(id.to_string()),
         ScopeId::Sandbox => None,
     };
-    let shown = mask_text(&masker, &exec_req.command).unwrap_or_else(|| WITHHELD.to_owned());
-    let event = BashCommand::new(shown, req.cwd.clone(), req.timeout, conversation_id);
-    state.bash_events.begin(event.clone()).map_err(|_| ApiError::Unavailable)?;
-    let (head, tail) = head_and_tail(state.executor.config().max_output_bytes);
-    let writer = EventWriter::new(Arc::clone(&state.bash_events), event.id, OutputBudget { head, tail });
+    let asked_timeout = spec.timeout;
+    let command = spec.command.clone();
     let (done_tx, done_rx) = mpsc::channel(1);
+    let prepared = match state.runner.prepare(&scope, spec).await {
+        Ok(p) => p,
+        // The reference reports a bad working directory as the command's error output.
+        Err(RunError::Cwd) => {
+            let masker = state.masks.masker();
+            let shown = mask_text(&masker, &command).unwrap_or_else(|| WITHHELD.to_owned());
+            let max = state.runner.bounds().max_timeout.as_secs();
+            let timeout = asked_timeout.unwrap_or(crate::run::DEFAULT_TIMEOUT.as_secs()).min(max);
+            let event = BashCommand::new(shown, cwd, timeout, conversation_id);
+            let writer = begin(state, &event)?;
+            let _ = done_tx.try_send(writer.fail("working directory does not exist"));
+            return Ok((event, done_rx));
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let shown = mask_text(prepared.masker(), prepared.command()).unwrap_or_else(|| WITHHELD.to_owned());
+    let event = BashCommand::new(shown, cwd, prepared.timeout().as_secs(), conversation_id);
+    let writer = begin(state, &event)?;
     let state = state.clone();
     tokio::spawn(async move {
-        let _slot = slot;
-        let answer = run_to_events(&state, writer, exec_req, masker).await;
+        let answer = run_to_events(&state, writer, prepared).await;
         let _ = done_tx.send(answer).await;
     });
     Ok((event, done_rx))
+}
+
+/// Stores `event` and returns the writer for its outputs.
+fn begin(state: &AppState, event: &BashCommand) -> Result<EventWriter, ApiError> {
+    state.bash_events.begin(event.clone()).map_err(|_| Internal::EventStore)?;
+    let (head, tail) = head_and_tail(state.runner.max_output_bytes());
+    Ok(EventWriter::new(Arc::clone(&state.bash_events), event.id, OutputBudget { head, tail }))
 }
 
 fn mask_text(masker: &Masker, text: &str) -> Option<String> {
@@ -129,20 +142,10 @@ fn mask_text(masker: &Masker, text: &str) -> Option<String> {
 
 /// Runs the command, storing its output as it comes; returns the final output as
 /// `execute_bash_command` answers it (see [`EventWriter::finish`]).
-async fn run_to_events(
-    state: &AppState,
-    mut writer: EventWriter,
-    req: ExecRequest,
-    masker: Arc<Masker>,
-) -> BashOutput {
-    if let Some(cwd) = &req.cwd {
-        if !cwd.is_dir() {
-            return writer.fail("working directory does not exist");
-        }
-    }
+async fn run_to_events(state: &AppState, mut writer: EventWriter, prepared: Prepared) -> BashOutput {
     let (tx, mut rx) = mpsc::channel::<Chunk>(16);
     let cancel = state.shutdown.child_token();
-    let run = state.executor.run(req, masker, Some(tx), cancel);
+    let run = state.runner.run(prepared, Some(tx), cancel);
     let collect = async {
         // When the oldest text no event holds yet must go out.
         let mut flush_at: Option<Instant> = None;
@@ -168,8 +171,8 @@ async fn run_to_events(
             }
         }
     };
-    let (outcome, ()) = tokio::join!(run, collect);
-    match outcome {
+    let (finished, ()) = tokio::join!(run, collect);
+    match finished.map(|f| f.outcome) {
         Ok(o) if o.masking_failed => writer.fail("output withheld: masking failed"),
         Ok(o) => {
             let code = if o.timed_out || o.cancelled { -1 } else { o.exit_code };
@@ -194,34 +197,37 @@ fn mask_now(state: &AppState, event: &BashEvent) -> BashEvent {
 }
 
 /// `POST /api/bash/start_bash_command` → the `BashCommand` event.
-pub async fn start_bash_command(
+pub(crate) async fn start_bash_command(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody,
+    JsonBody(body): JsonBody<BashBody>,
 ) -> Result<Json<BashEvent>, ApiError> {
-    let (event, _done) = start(&state, &body).await?;
+    let (event, _done) = start(&state, body).await?;
     Ok(Json(mask_now(&state, &event.into())))
 }
 
 /// `POST /api/bash/execute_bash_command` → the final `BashOutput` once the command ends,
 /// holding all the output its events keep.
-pub async fn execute_bash_command(
+pub(crate) async fn execute_bash_command(
     State(state): State<AppState>,
-    JsonBody(body): JsonBody,
+    JsonBody(body): JsonBody<BashBody>,
 ) -> Result<Json<BashEvent>, ApiError> {
-    let (_event, mut done) = start(&state, &body).await?;
-    let last = done.recv().await.ok_or(ApiError::Unavailable)?;
+    let (_event, mut done) = start(&state, body).await?;
+    let last = done.recv().await.ok_or(Internal::Task)?;
     Ok(Json(mask_now(&state, &last.into())))
 }
 
 /// `GET /api/bash/bash_events/search`.
-pub async fn search(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub(crate) async fn search(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let pairs: Vec<(String, String)> =
         url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()).into_owned().collect();
-    let query = SearchQuery::from_pairs(&pairs).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
-    let page = state.bash_events.search(&query).map_err(|e| ApiError::Unprocessable(e.to_string()))?;
+    let query = SearchQuery::from_pairs(&pairs)?;
+    let page = state.bash_events.search(&query)?;
     let masker = state.masks.masker();
     let masked = MaskedPage::new(&page, &masker);
-    let body = serde_json::to_vec(&masked).map_err(|_| ApiError::Unavailable)?;
+    let body = serde_json::to_vec(&masked).map_err(Internal::Encode)?;
     if masked.withheld() {
         tracing::error!("masking failed; bash event texts withheld");
     }
@@ -229,11 +235,20 @@ pub async fn search(State(state): State<AppState>, RawQuery(raw): RawQuery) -> R
 }
 
 /// `GET /api/bash/bash_events/{event_id}`.
-pub async fn get_event(
+pub(crate) async fn get_event(
     State(state): State<AppState>,
     params: PathParams,
 ) -> Result<Json<BashEvent>, ApiError> {
     let id = params.raw("event_id");
-    let event = state.bash_events.get(id).ok_or_else(|| ApiError::NotFound("bash event not found".into()))?;
+    let event = state.bash_events.get(id).ok_or(NotFound::BashEvent)?;
     Ok(Json(mask_now(&state, &event)))
+}
+
+/// The reference-compatible bash routes (sandbox-wide; `conversation_id` in the body).
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/bash/start_bash_command", post(start_bash_command))
+        .route("/api/bash/execute_bash_command", post(execute_bash_command))
+        .route("/api/bash/bash_events/search", get(search))
+        .route("/api/bash/bash_events/{event_id}", get(get_event))
 }

@@ -1,13 +1,14 @@
 //! Command routes: `POST …/commands` (one JSON answer) and `POST …/commands/stream`
 //! (NDJSON as output arrives), for a conversation or sandbox-wide.
 //!
-//! The flow is the same for both: validate the request, take a command slot, gather the
-//! secrets the command uses (a 424 for a missing explicit one unless `on_missing: "skip"`),
-//! make them fit what the system can export (`env_fit`), add their values to the global mask
-//! set, then run. A client that goes away cancels the run, which kills the command's
-//! process group.
+//! Thin adapters: the wire model ([`CommandBody`]) becomes a [`CommandSpec`] for the
+//! pipeline (`crate::run`), which does the rest; these routes refuse an over-long `timeout`
+//! and a bad `cwd` with 422, and a missing explicit secret with 424 unless `on_missing:
+//! "skip"`. A client that goes away cancels the run, which kills the command's process group.
 
-use std::path::PathBuf;
+use axum::Router;
+use axum::routing::post;
+use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Body;
@@ -15,175 +16,251 @@ use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use super::command_request::CommandRequest;
-use super::env_fit::{fit, run_error};
 use super::extract::{JsonBody, PathParams};
 use super::frames::FrameStream;
-use crate::error::ApiError;
-use crate::exec::{Chunk, ExecOutcome, ExecRequest, Stream};
-use crate::secrets::export::{Gathered, gather};
-use crate::secrets::registry::ScopeId;
+use crate::error::{ApiError, FieldError};
+use crate::exec::{Chunk, ExecOutcome, Stream};
+use crate::run::{CommandSpec, OnMissing, OverMax, Report};
+use crate::secrets::select::Requested;
+use crate::secrets::value::SecretName;
 use crate::state::AppState;
 
 /// Frames buffered toward a slow streaming client before the command is slowed down.
 const FRAME_BUFFER: usize = 16;
 
-/// Everything needed to start a command, after the checks.
-struct Prepared {
-    request: Option<ExecRequest>,
-    masker: std::sync::Arc<crate::mask::Masker>,
-    exported: Vec<String>,
-    skipped: Vec<String>,
-    stale: Vec<String>,
-    _slot: tokio::sync::OwnedSemaphorePermit,
+/// The body of `POST …/commands` and `…/commands/stream`.
+#[derive(Debug, Deserialize)]
+pub(crate) struct CommandBody {
+    /// Shell text, run as `shell -c command`.
+    command: String,
+    /// Working directory (an existing directory); default `--workdir`.
+    #[serde(default)]
+    cwd: Option<String>,
+    /// Seconds, 1..=`--max-timeout`; default 300.
+    #[serde(default)]
+    timeout: Option<u64>,
+    /// `null` (the secrets the command references), a list of names, or `"all"`.
+    #[serde(default)]
+    secrets: Option<SecretsField>,
+    /// Further variables, set after the inherited ones and before the secrets.
+    #[serde(default)]
+    env: Option<BTreeMap<String, String>>,
+    /// What a missing explicit secret does: `fail` (424, the default) or `skip`.
+    #[serde(default)]
+    on_missing: Option<OnMissingField>,
 }
 
-/// Validates, takes a slot, gathers secrets, makes them fit, updates the mask set.
-async fn prepare(state: &AppState, scope: &ScopeId, body: &Value) -> Result<Prepared, ApiError> {
-    let req = CommandRequest::parse(body, state.exec_limits.max_timeout)?;
-    let cwd = match req.cwd {
-        Some(cwd) => Some(check_cwd(cwd)?),
-        None => None,
-    };
-    let slot = state.command_slots.clone().try_acquire_owned().map_err(|_| ApiError::TooMany {
-        message: "too many commands running".into(),
-        retry_after: std::time::Duration::from_secs(1),
-    })?;
-    let gathered = gather(&state.registry, &state.resolver, scope, &req.command, &req.secrets).await;
-    let Gathered { exports, mut stale, mut skipped, missing, implicit } = gathered;
-    if !missing.is_empty() {
-        if req.fail_on_missing {
-            return Err(ApiError::MissingSecrets(missing));
+/// `secrets`: a list of names, or every name in scope.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(crate) enum SecretsField {
+    All(AllSecrets),
+    Names(Vec<String>),
+}
+
+/// The string `"all"`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum AllSecrets {
+    All,
+}
+
+/// `on_missing`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum OnMissingField {
+    Fail,
+    Skip,
+}
+
+impl CommandBody {
+    /// The pipeline's spec; names are checked here, the bounds by the pipeline.
+    fn into_spec(self) -> Result<CommandSpec, FieldError> {
+        if self.command.trim().is_empty() {
+            return Err(FieldError::new("command", "must not be empty"));
         }
-        skipped.extend(missing.into_iter().map(|m| m.name));
-        skipped.sort();
+        if self.command.contains('\0') {
+            return Err(FieldError::new("command", "must not contain NUL"));
+        }
+        let cwd = match self.cwd {
+            Some(c) if c.is_empty() || c.contains('\0') => {
+                return Err(FieldError::new("cwd", "must be a non-empty path without NUL"));
+            }
+            other => other.map(Into::into),
+        };
+        let secrets = match self.secrets {
+            None => Requested::Referenced,
+            Some(SecretsField::All(AllSecrets::All)) => Requested::All,
+            Some(SecretsField::Names(names)) => {
+                for name in &names {
+                    SecretName::parse(name).map_err(|e| FieldError::new("secrets", e.to_string()))?;
+                }
+                Requested::Names(names)
+            }
+        };
+        let mut env = Vec::new();
+        for (name, value) in self.env.unwrap_or_default() {
+            SecretName::parse(&name).map_err(|e| FieldError::new("env", e.to_string()))?;
+            if value.contains('\0') {
+                return Err(FieldError::new("env", format!("{name} must not contain NUL")));
+            }
+            env.push((name, value));
+        }
+        let on_missing = match self.on_missing {
+            None | Some(OnMissingField::Fail) => OnMissing::Fail,
+            Some(OnMissingField::Skip) => OnMissing::Skip,
+        };
+        Ok(CommandSpec {
+            command: self.command,
+            cwd,
+            timeout: self.timeout,
+            over_max: OverMax::Refuse,
+            secrets,
+            env,
+            on_missing,
+        })
     }
-    // With "skip", any secret may be left out rather than fail the command; else only implicit ones.
-    let optional =
-        if req.fail_on_missing { implicit } else { exports.iter().map(|(n, _)| n.clone()).collect() };
-    let mut request = ExecRequest {
-        command: req.command,
-        cwd,
-        timeout: req.timeout,
-        env: req.env,
-        secrets: exports,
-        scrub_values: state.held_keys(),
-        scrub_names: state.exec_limits.scrub_names.clone(),
-    };
-    fit(&state.executor, &mut request, &optional, &mut skipped)?;
-    stale.retain(|n| !skipped.contains(n));
-    let exported = request.secrets.iter().map(|(n, _)| n.clone()).collect();
-    let masker = state.masks_for(scope, &request.secrets).await?;
-    Ok(Prepared { exported, stale, skipped, request: Some(request), masker, _slot: slot })
 }
 
-fn check_cwd(cwd: PathBuf) -> Result<PathBuf, ApiError> {
-    match std::fs::metadata(&cwd) {
-        Ok(m) if m.is_dir() => Ok(cwd),
-        _ => Err(ApiError::Unprocessable("cwd: must be an existing directory".into())),
-    }
+/// Bytes dropped from the middle of each stream.
+#[derive(Debug, Serialize)]
+pub(crate) struct Truncated {
+    stdout: u64,
+    stderr: u64,
 }
 
 /// The fields common to the JSON answer and the stream's `exit` frame.
-fn outcome_fields(p: &Prepared, o: &ExecOutcome) -> serde_json::Map<String, Value> {
-    let mut m = serde_json::Map::new();
-    m.insert("exit_code".into(), json!(o.exit_code));
-    m.insert("signal".into(), json!(o.signal));
-    m.insert("timed_out".into(), json!(o.timed_out));
-    m.insert("duration_ms".into(), json!(o.duration.as_millis() as u64));
-    m.insert("exported".into(), json!(p.exported));
-    m.insert("skipped".into(), json!(p.skipped));
-    m.insert("stale".into(), json!(p.stale));
-    m.insert("truncated".into(), json!({"stdout": o.truncated_stdout, "stderr": o.truncated_stderr}));
-    if o.masking_failed {
-        m.insert("masking_failed".into(), json!(true));
+#[derive(Debug, Serialize)]
+pub(crate) struct Ended {
+    exit_code: i32,
+    signal: Option<i32>,
+    timed_out: bool,
+    duration_ms: u64,
+    exported: Vec<String>,
+    skipped: Vec<String>,
+    stale: Vec<String>,
+    truncated: Truncated,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    masking_failed: bool,
+}
+
+impl Ended {
+    fn new(report: Report, o: &ExecOutcome) -> Self {
+        Self {
+            exit_code: o.exit_code,
+            signal: o.signal,
+            timed_out: o.timed_out,
+            duration_ms: u64::try_from(o.duration.as_millis()).unwrap_or(u64::MAX),
+            exported: report.exported,
+            skipped: report.skipped,
+            stale: report.stale,
+            truncated: Truncated { stdout: o.truncated_stdout, stderr: o.truncated_stderr },
+            masking_failed: o.masking_failed,
+        }
     }
-    m
+}
+
+/// The answer of `POST …/commands`: masked output and what the command got.
+#[derive(Debug, Serialize)]
+pub(crate) struct CommandResponse {
+    #[serde(flatten)]
+    ended: Ended,
+    stdout: String,
+    stderr: String,
+}
+
+/// One line of `POST …/commands/stream`.
+#[derive(Debug, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub(crate) enum Frame {
+    Start { command_id: String, exported: Vec<String>, skipped: Vec<String> },
+    Stdout { data: String },
+    Stderr { data: String },
+    Exit(Ended),
+    Error { detail: &'static str },
+}
+
+impl Frame {
+    fn line(&self) -> Bytes {
+        let mut line = serde_json::to_vec(self).unwrap_or_else(|_| br#"{"type":"error"}"#.to_vec());
+        line.push(b'\n');
+        Bytes::from(line)
+    }
 }
 
 /// `POST …/commands`.
-pub async fn run(
+pub(crate) async fn run(
     State(state): State<AppState>,
     params: PathParams,
-    JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(body): JsonBody<CommandBody>,
+) -> Result<Json<CommandResponse>, ApiError> {
     let scope = params.scope()?;
-    let mut prepared = prepare(&state, &scope, &body).await?;
-    let request = prepared.request.take().ok_or(ApiError::Unavailable)?;
+    let prepared = state.runner.prepare(&scope, body.into_spec()?).await?;
     // A child of the shutdown token: draining kills running commands.
     let cancel = state.shutdown.child_token();
     // Dropping this handler (client gone) cancels the run and kills the process group.
     let _guard = cancel.clone().drop_guard();
-    let outcome = state
-        .executor
-        .run(request, prepared.masker.clone(), None, cancel)
-        .await
-        .map_err(|e| run_error(e, &prepared.exported))?;
-    let mut fields = outcome_fields(&prepared, &outcome);
-    fields.insert("stdout".into(), json!(outcome.stdout));
-    fields.insert("stderr".into(), json!(outcome.stderr));
-    Ok(Json(Value::Object(fields)))
-}
-
-fn frame(v: &Value) -> Bytes {
-    let mut line = serde_json::to_vec(v).unwrap_or_default();
-    line.push(b'\n');
-    Bytes::from(line)
+    let mut done = state.runner.run(prepared, None, cancel).await?;
+    let (stdout, stderr) =
+        (std::mem::take(&mut done.outcome.stdout), std::mem::take(&mut done.outcome.stderr));
+    Ok(Json(CommandResponse { ended: Ended::new(done.report, &done.outcome), stdout, stderr }))
 }
 
 /// `POST …/commands/stream`: NDJSON `start`, `stdout`/`stderr`, then `exit` or `error`.
-pub async fn stream(
+pub(crate) async fn stream(
     State(state): State<AppState>,
     params: PathParams,
-    JsonBody(body): JsonBody,
+    JsonBody(body): JsonBody<CommandBody>,
 ) -> Result<Response, ApiError> {
     let scope = params.scope()?;
-    let mut prepared = prepare(&state, &scope, &body).await?;
-    let request = prepared.request.take().ok_or(ApiError::Unavailable)?;
+    let prepared = state.runner.prepare(&scope, body.into_spec()?).await?;
     let (frames_tx, frames_rx) = mpsc::channel::<Bytes>(FRAME_BUFFER);
     // A child of the shutdown token: draining kills running commands.
     let cancel = state.shutdown.child_token();
-    let command_id = uuid::Uuid::new_v4().simple().to_string();
-    let start = json!({"type": "start", "command_id": command_id, "exported": prepared.exported, "skipped": prepared.skipped});
+    let report = prepared.report();
+    let start = Frame::Start {
+        command_id: uuid::Uuid::new_v4().simple().to_string(),
+        exported: report.exported.clone(),
+        skipped: report.skipped.clone(),
+    };
     // The channel is empty and has room: this cannot block.
-    let _ = frames_tx.try_send(frame(&start));
-    let executor = state.executor.clone();
+    let _ = frames_tx.try_send(start.line());
+    let runner = state.runner.clone();
     let run_cancel = cancel.clone();
     tokio::spawn(async move {
         let (chunks_tx, mut chunks_rx) = mpsc::channel::<Chunk>(FRAME_BUFFER);
-        let masker = prepared.masker.clone();
-        let run = executor.run(request, masker, Some(chunks_tx), run_cancel.clone());
+        let run = runner.run(prepared, Some(chunks_tx), run_cancel.clone());
         let forward = async {
             while let Some(chunk) = chunks_rx.recv().await {
-                let kind = match chunk.stream {
-                    Stream::Stdout => "stdout",
-                    Stream::Stderr => "stderr",
+                let frame = match chunk.stream {
+                    Stream::Stdout => Frame::Stdout { data: chunk.text },
+                    Stream::Stderr => Frame::Stderr { data: chunk.text },
                 };
-                if frames_tx.send(frame(&json!({"type": kind, "data": chunk.text}))).await.is_err() {
+                if frames_tx.send(frame.line()).await.is_err() {
                     run_cancel.cancel();
                 }
             }
         };
-        let (outcome, ()) = tokio::join!(run, forward);
-        let last = match outcome {
-            Ok(o) if o.masking_failed => {
-                json!({"type": "error", "detail": "output withheld: masking failed"})
-            }
-            Ok(o) => {
-                let mut fields = outcome_fields(&prepared, &o);
-                fields.insert("type".into(), json!("exit"));
-                Value::Object(fields)
-            }
+        let (finished, ()) = tokio::join!(run, forward);
+        let last = match finished {
+            Ok(f) if f.outcome.masking_failed => Frame::Error { detail: "output withheld: masking failed" },
+            Ok(f) => Frame::Exit(Ended::new(f.report, &f.outcome)),
             Err(e) => {
-                tracing::warn!("command failed to run: {e}");
-                json!({"type": "error", "detail": "the command could not be run"})
+                // The one log line for this failure; the frame stays generic.
+                tracing::warn!("command could not be run: {e}");
+                Frame::Error { detail: "the command could not be run" }
             }
         };
-        let _ = frames_tx.send(frame(&last)).await;
+        let _ = frames_tx.send(last.line()).await;
     });
     let body = Body::from_stream(FrameStream::new(frames_rx, cancel));
     Ok(([(CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+/// The command routes of one scope, relative to it.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/commands", post(run)).route("/commands/stream", post(stream))
 }

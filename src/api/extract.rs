@@ -1,28 +1,29 @@
 //! Extractors that reject with our error shape instead of axum's plain-text rejections.
 //!
-//! [`JsonBody`] checks the content type (415), reads at most the body limit (413), and
-//! parses JSON into a `serde_json::Value` (400). It parses to `Value` on purpose: syntax
-//! errors from serde_json name a line and column, never the input, while typed
-//! deserialization errors quote the offending value — schema checks are done afterwards by
-//! hand, with messages that name the field only. [`PathParams`] does the same for path
-//! segments.
+//! [`JsonBody<T>`] checks the content type (415), reads at most the body limit (413), parses
+//! JSON (400 with serde_json's syntax message, which names a line and column, never the
+//! input), then deserializes the typed model `T`. A schema error is a 422 naming the failing
+//! field path; serde's own message can quote the submitted value (`invalid type: string
+//! "…"`), so only the parts that cannot are kept ([`field_error`]). [`PathParams`] does the
+//! same for path segments.
 
 use std::collections::HashMap;
 
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
 use serde_json::Value;
 
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::secrets::registry::{ConversationId, ScopeId};
-use crate::secrets::value::SecretName;
+use crate::secrets::value::{SecretName, is_env_name};
 use crate::state::AppState;
 
-/// A JSON request body, parsed but not yet checked against a schema.
-pub struct JsonBody(pub Value);
+/// A JSON request body deserialized into the model `T`.
+pub(crate) struct JsonBody<T>(pub T);
 
-impl FromRequest<AppState> for JsonBody {
+impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
@@ -42,14 +43,48 @@ impl FromRequest<AppState> for JsonBody {
         let bytes = axum::body::to_bytes(req.into_body(), limit)
             .await
             .map_err(|_| ApiError::PayloadTooLarge(limit))?;
-        serde_json::from_slice(&bytes)
-            .map(Self)
-            .map_err(|e| ApiError::BadRequest(format!("malformed JSON body: {e}")))
+        // Syntax first, for the whole body (400), then the schema (422).
+        let value: Value =
+            serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+        serde_path_to_error::deserialize(value).map(Self).map_err(|e| ApiError::Invalid(field_error(&e)))
     }
 }
 
+/// The 422 for a schema error: the field path (map keys that are not variable names shown
+/// as `<invalid name>`) and the part of serde's message that cannot hold the value.
+fn field_error(e: &serde_path_to_error::Error<serde_json::Error>) -> FieldError {
+    use serde_path_to_error::Segment;
+    let mut loc = String::new();
+    for segment in e.path().iter() {
+        match segment {
+            Segment::Seq { index } => loc.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                if !loc.is_empty() {
+                    loc.push('.');
+                }
+                loc.push_str(if is_env_name(key) { key } else { "<invalid name>" });
+            }
+            Segment::Unknown => loc.push_str(".?"),
+        }
+    }
+    if loc.is_empty() {
+        loc.push_str("body");
+    }
+    let message = e.inner().to_string();
+    // serde_json appends " at line L column C"; values only ever appear before ", expected".
+    let message = message.split(" at line ").next().unwrap_or_default();
+    let msg = if message.starts_with("missing field") || message.starts_with("duplicate field") {
+        message.to_owned()
+    } else if let Some(i) = message.find(", expected ") {
+        message[i + 2..].to_owned()
+    } else {
+        "invalid value".to_owned()
+    };
+    FieldError::new(loc, msg)
+}
+
 /// The path parameters of a route, checked by the accessors below.
-pub struct PathParams(HashMap<String, String>);
+pub(crate) struct PathParams(HashMap<String, String>);
 
 impl FromRequestParts<AppState> for PathParams {
     type Rejection = ApiError;
@@ -58,7 +93,7 @@ impl FromRequestParts<AppState> for PathParams {
         Path::<HashMap<String, String>>::from_request_parts(parts, state)
             .await
             .map(|Path(p)| Self(p))
-            .map_err(|_| ApiError::BadRequest("path is not valid UTF-8 after percent-decoding".into()))
+            .map_err(|_| ApiError::BadPath)
     }
 }
 
@@ -68,24 +103,74 @@ impl PathParams {
     }
 
     /// A path parameter as it is (empty when absent).
-    pub fn raw(&self, key: &str) -> &str {
+    pub(crate) fn raw(&self, key: &str) -> &str {
         self.get(key)
     }
 
-    /// The conversation scope named by `{id}`.
-    pub fn conversation(&self) -> Result<ScopeId, ApiError> {
-        ConversationId::parse(self.get("id")).map(ScopeId::Conversation).ok_or_else(|| {
-            ApiError::Unprocessable("conversation id must be a UUID (dashed or 32 hex digits)".into())
+    /// The conversation named by `{id}`.
+    pub(crate) fn conversation(&self) -> Result<ConversationId, ApiError> {
+        ConversationId::parse(self.get("id")).ok_or_else(|| {
+            FieldError::new("conversation id", "must be a UUID (dashed or 32 hex digits)").into()
         })
     }
 
     /// The scope of the route: a conversation when `{id}` is present, else sandbox-wide.
-    pub fn scope(&self) -> Result<ScopeId, ApiError> {
-        if self.0.contains_key("id") { self.conversation() } else { Ok(ScopeId::Sandbox) }
+    pub(crate) fn scope(&self) -> Result<ScopeId, ApiError> {
+        if self.0.contains_key("id") {
+            self.conversation().map(ScopeId::Conversation)
+        } else {
+            Ok(ScopeId::Sandbox)
+        }
     }
 
     /// The secret named by `{name}`.
-    pub fn name(&self) -> Result<SecretName, ApiError> {
-        SecretName::parse(self.get("name")).map_err(|e| ApiError::Unprocessable(format!("secret {e}")))
+    pub(crate) fn name(&self) -> Result<SecretName, ApiError> {
+        SecretName::parse(self.get("name")).map_err(|e| FieldError::new("name", e.to_string()).into())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde::Deserialize;
+    use serde_json::json;
+
+    use super::*;
+
+    #[derive(Debug, Deserialize)]
+    #[allow(dead_code)]
+    struct Model {
+        command: String,
+        timeout: Option<u64>,
+        #[serde(default)]
+        env: std::collections::BTreeMap<String, String>,
+        #[serde(default)]
+        list: Vec<u64>,
+    }
+
+    fn error_of(v: Value) -> String {
+        match serde_path_to_error::deserialize::<_, Model>(v) {
+            Ok(m) => panic!("accepted: {m:?}"),
+            Err(e) => field_error(&e).to_string(),
+        }
+    }
+
+    #[test]
+    fn field_errors_name_the_path_and_never_echo() {
+        let cases = [
+            (json!({}), "body: missing field `command`"),
+            (json!({"command": "x", "timeout": "canary-1"}), "timeout: expected u64"),
+            (json!({"command": "x", "timeout": -5}), "timeout: expected u64"),
+            (json!({"command": "x", "timeout": 1.5}), "timeout: expected u64"),
+            (json!({"command": "x", "env": {"A": 5}}), "env.A: expected a string"),
+            (json!({"command": "x", "env": {"canary value": 5}}), "env.<invalid name>: expected a string"),
+            (json!({"command": "x", "list": [1, "canary-2"]}), "list[1]: expected u64"),
+            (json!({"command": null}), "command: expected a string"),
+            (json!("canary-3"), "body: expected struct Model"),
+        ];
+        for (body, want) in cases {
+            let got = error_of(body.clone());
+            assert_eq!(got, want, "{body}");
+            assert!(!got.contains("canary"), "{got}");
+        }
     }
 }

@@ -11,6 +11,7 @@
 //!
 //! It also logs one line per request with the route *template*, never the raw path or query.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
@@ -19,6 +20,7 @@ use axum::http::header::{CONTENT_LENGTH, HOST};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use crate::config::ListenAddr;
 use crate::error::ApiError;
 use crate::state::AppState;
 
@@ -28,26 +30,38 @@ pub const API_KEY_HEADER: &str = "x-session-api-key";
 /// Paths that are always served, even when the service is saturated.
 const PROBES: &[&str] = &["/alive", "/health", "/ready"];
 
+/// What the front door needs: the service state and the accepted `Host` names.
+#[derive(Clone)]
+pub(crate) struct FrontDoor {
+    state: AppState,
+    hosts: Arc<HostPolicy>,
+}
+
+impl FrontDoor {
+    /// The front door of `state`'s service.
+    pub(crate) fn new(state: AppState) -> Self {
+        let hosts = Arc::new(HostPolicy::for_listen(&state.listen));
+        Self { state, hosts }
+    }
+}
+
 /// The middleware; see the module docs.
-pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn gate(State(door): State<FrontDoor>, req: Request, next: Next) -> Response {
     let started = Instant::now();
+    let state = &door.state;
     let method = req.method().clone();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let response = match check(&state, &req) {
+    let response = match check(&door, &req) {
         Err(e) => e.into_response(),
         Ok(()) if PROBES.contains(&req.uri().path()) => next.run(req).await,
-        Ok(()) => match read_body(&state, req).await {
+        Ok(()) => match read_body(state, req).await {
             Err(e) => e.into_response(),
             Ok(req) => match state.request_slots.clone().try_acquire_owned() {
                 Ok(_permit) => next.run(req).await,
-                Err(_) => ApiError::TooMany {
-                    message: "too many requests in flight".into(),
-                    retry_after: std::time::Duration::from_secs(1),
-                }
-                .into_response(),
+                Err(_) => ApiError::Busy.into_response(),
             },
         },
     };
@@ -61,15 +75,15 @@ pub async fn gate(State(state): State<AppState>, req: Request, next: Next) -> Re
     response
 }
 
-fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
+fn check(door: &FrontDoor, req: &Request) -> Result<(), ApiError> {
+    let state = &door.state;
     let headers = req.headers();
     if headers.contains_key("x-forwarded-for") || headers.contains_key("forwarded") {
-        return Err(ApiError::BadRequest("forwarded requests are not accepted".into()));
+        return Err(ApiError::Forwarded);
     }
     if let Some(host) = headers.get(HOST) {
-        let ok = host.to_str().is_ok_and(|h| state.hosts.allows(h));
-        if !ok {
-            return Err(ApiError::BadRequest("host header is not the listen address or localhost".into()));
+        if !host.to_str().is_ok_and(|h| door.hosts.allows(h)) {
+            return Err(ApiError::ForeignHost);
         }
     }
     let path = req.uri().path();
@@ -86,6 +100,46 @@ fn check(state: &AppState, req: &Request) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// Which `Host` headers are accepted (DNS-rebinding guard).
+#[derive(Clone, Debug)]
+pub(crate) enum HostPolicy {
+    /// Any host: unix sockets and wildcard binds (which require a configured key).
+    Any,
+    /// Only these host names (ports are not compared: a rebinding attack changes the name).
+    Names(Vec<String>),
+}
+
+impl HostPolicy {
+    fn for_listen(listen: &ListenAddr) -> Self {
+        match listen {
+            ListenAddr::Unix(_) => Self::Any,
+            ListenAddr::Tcp(a) if a.ip().is_unspecified() => Self::Any,
+            ListenAddr::Tcp(a) => {
+                let ip = match a.ip() {
+                    std::net::IpAddr::V4(v4) => v4.to_string(),
+                    std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                };
+                Self::Names(vec![ip, "localhost".to_owned()])
+            }
+        }
+    }
+
+    /// True when a request with this `Host` header value may be served.
+    fn allows(&self, host: &str) -> bool {
+        match self {
+            Self::Any => true,
+            Self::Names(names) => {
+                let name = match host.rfind(':') {
+                    // Strip a port, but not the colons of a bracketed IPv6 literal.
+                    Some(i) if !host[i..].contains(']') => &host[..i],
+                    _ => host,
+                };
+                names.iter().any(|n| n.eq_ignore_ascii_case(name.trim_end_matches('.')))
+            }
+        }
+    }
+}
+
 /// Reads the whole body within the body deadline and the size limit, and hands the request on
 /// with the bytes in memory (extractors then read them without waiting).
 async fn read_body(state: &AppState, req: Request) -> Result<Request, ApiError> {
@@ -94,7 +148,7 @@ async fn read_body(state: &AppState, req: Request) -> Result<Request, ApiError> 
     let bytes = match tokio::time::timeout(deadline, axum::body::to_bytes(body, limit)).await {
         Err(_) => return Err(ApiError::RequestTimeout(deadline)),
         Ok(Err(e)) if is_length_limit(&e) => return Err(ApiError::PayloadTooLarge(limit)),
-        Ok(Err(_)) => return Err(ApiError::BadRequest("request body could not be read".into())),
+        Ok(Err(_)) => return Err(ApiError::UnreadableBody),
         Ok(Ok(bytes)) => bytes,
     };
     Ok(Request::from_parts(parts, Body::from(bytes)))
@@ -109,4 +163,23 @@ fn is_length_limit(e: &axum::Error) -> bool {
         source = err.source();
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_policy() {
+        let p = HostPolicy::for_listen(&ListenAddr::Tcp("127.0.0.1:8001".parse().unwrap()));
+        for ok in ["127.0.0.1:8001", "127.0.0.1", "localhost", "LOCALHOST:9", "localhost."] {
+            assert!(p.allows(ok), "{ok}");
+        }
+        for bad in ["evil.example:8001", "127.0.0.2:8001", "localhost.evil.example", ""] {
+            assert!(!p.allows(bad), "{bad}");
+        }
+        let p6 = HostPolicy::for_listen(&ListenAddr::Tcp("[::1]:8001".parse().unwrap()));
+        assert!(p6.allows("[::1]:8001") && p6.allows("[::1]") && !p6.allows("::1x"));
+        assert!(HostPolicy::for_listen(&ListenAddr::Tcp("0.0.0.0:1".parse().unwrap())).allows("anything"));
+    }
 }

@@ -2,64 +2,87 @@
 //! could export) through the cache, or around it, and report which worked — never values.
 
 use axum::Json;
+use axum::Router;
 use axum::extract::State;
-use serde_json::{Value, json};
+use axum::routing::post;
+use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
 
 use super::extract::{JsonBody, PathParams};
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::secrets::registry::{ScopeId, Visible};
+use crate::secrets::resolver::ResolveError;
 use crate::secrets::value::SecretName;
 use crate::state::AppState;
 
+/// `{"names": [...]}`, or `{}` / `"names": null` for every entry with a value the scope
+/// would export.
+#[derive(Debug, Deserialize)]
+pub(crate) struct ResolveBody {
+    #[serde(default)]
+    names: Option<Vec<String>>,
+}
+
+/// Which names resolved, were served stale, or failed (and why); sorted by name.
+#[derive(Debug, Serialize)]
+pub(crate) struct ResolveResponse {
+    resolved: Vec<String>,
+    stale: Vec<String>,
+    failed: Vec<Failed>,
+}
+
+/// A name that did not resolve; the error names the secret and the cause, never a value.
+#[derive(Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Failed {
+    name: String,
+    error: String,
+}
+
 /// `POST …/secrets/resolve`.
-pub async fn resolve(
+pub(crate) async fn resolve(
     State(state): State<AppState>,
     params: PathParams,
-    JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
-    run(state, params.scope()?, &body, false).await
+    JsonBody(body): JsonBody<ResolveBody>,
+) -> Result<Json<ResolveResponse>, ApiError> {
+    run(state, params.scope()?, body, false).await
 }
 
 /// `POST …/secrets/refresh`: the same, bypassing the cache (at most once per second per
 /// entry).
-pub async fn refresh(
+pub(crate) async fn refresh(
     State(state): State<AppState>,
     params: PathParams,
-    JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
-    run(state, params.scope()?, &body, true).await
+    JsonBody(body): JsonBody<ResolveBody>,
+) -> Result<Json<ResolveResponse>, ApiError> {
+    run(state, params.scope()?, body, true).await
 }
 
-/// `{"names": [...]}` → those names; `{}` or `"names": null` → every entry with a value
-/// source that the scope would export.
-fn requested_names(body: &Value) -> Result<Option<Vec<SecretName>>, ApiError> {
-    let obj = body.as_object().ok_or_else(|| ApiError::Unprocessable("body must be a JSON object".into()))?;
-    match obj.get("names") {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(items)) => items
-            .iter()
-            .map(|n| {
-                let raw =
-                    n.as_str().ok_or_else(|| ApiError::Unprocessable("names must be strings".into()))?;
-                SecretName::parse(raw).map_err(|e| ApiError::Unprocessable(format!("names: {e}")))
-            })
-            .collect::<Result<Vec<_>, _>>()
-            .map(Some),
-        Some(_) => Err(ApiError::Unprocessable("names must be a list of secret names".into())),
-    }
-}
-
-async fn run(state: AppState, scope: ScopeId, body: &Value, refresh: bool) -> Result<Json<Value>, ApiError> {
-    let wanted = requested_names(body)?;
-    let mut failed: Vec<(String, String)> = Vec::new();
+async fn run(
+    state: AppState,
+    scope: ScopeId,
+    body: ResolveBody,
+    refresh: bool,
+) -> Result<Json<ResolveResponse>, ApiError> {
+    let wanted = match body.names {
+        None => None,
+        Some(names) => Some(
+            names
+                .iter()
+                .map(|n| SecretName::parse(n).map_err(|e| FieldError::new("names", e.to_string())))
+                .collect::<Result<Vec<_>, _>>()?,
+        ),
+    };
+    let mut failed = Vec::new();
     let targets: Vec<Visible> = match wanted {
         Some(names) => names
             .into_iter()
             .filter_map(|name| match state.registry.get(&scope, &name) {
                 Some(v) => Some(v),
                 None => {
-                    failed.push((name.to_string(), format!("secret {name} is not registered")));
+                    failed.push(Failed {
+                        error: format!("secret {name} is not registered"),
+                        name: name.to_string(),
+                    });
                     None
                 }
             })
@@ -69,30 +92,45 @@ async fn run(state: AppState, scope: ScopeId, body: &Value, refresh: bool) -> Re
         }
     };
     let mut tasks = JoinSet::new();
+    let mut names = std::collections::HashMap::new();
     for v in targets {
         let resolver = state.resolver.clone();
-        tasks.spawn(async move {
-            let result =
-                if refresh { resolver.refresh(&v.entry).await } else { resolver.resolve(&v.entry).await };
-            (v.entry.name.clone(), result)
+        let name = v.entry.name.clone();
+        let task = tasks.spawn(async move {
+            if refresh { resolver.refresh(&v.entry).await } else { resolver.resolve(&v.entry).await }
         });
+        names.insert(task.id(), name);
     }
     let (mut resolved, mut stale) = (Vec::new(), Vec::new());
-    while let Some(joined) = tasks.join_next().await {
-        let Ok((name, result)) = joined else { return Err(ApiError::Unavailable) };
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (id, result) = match joined {
+            Ok((id, result)) => (id, result),
+            // A task that panicked reports its name as failed.
+            Err(e) => {
+                let Some(name) = names.remove(&e.id()) else { continue };
+                tracing::error!(name = %name, "resolving a secret panicked");
+                let error = ResolveError::Internal(name.clone()).to_string();
+                failed.push(Failed { error, name: name.to_string() });
+                continue;
+            }
+        };
+        let Some(name) = names.remove(&id) else { continue };
         match result {
             Ok(r) if r.value.is_none() => {
-                failed.push((name.to_string(), format!("secret {name} has no value")))
+                failed.push(Failed { error: format!("secret {name} has no value"), name: name.to_string() })
             }
             Ok(r) if r.stale => stale.push(name.to_string()),
             Ok(_) => resolved.push(name.to_string()),
-            Err(e) => failed.push((name.to_string(), e.to_string())),
+            Err(e) => failed.push(Failed { error: e.to_string(), name: name.to_string() }),
         }
     }
     resolved.sort();
     stale.sort();
     failed.sort();
-    let failed: Vec<Value> =
-        failed.into_iter().map(|(name, error)| json!({"name": name, "error": error})).collect();
-    Ok(Json(json!({"resolved": resolved, "stale": stale, "failed": failed})))
+    Ok(Json(ResolveResponse { resolved, stale, failed }))
+}
+
+/// The resolve routes of one scope, relative to it.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/secrets/resolve", post(resolve)).route("/secrets/refresh", post(refresh))
 }

@@ -5,100 +5,154 @@
 //! a URL path or query, a header, or a length.
 
 use axum::Json;
+use axum::Router;
 use axum::extract::State;
-use serde_json::{Value, json};
+use axum::routing::{delete, post};
+use serde::Serialize;
+use serde_json::Value;
 
 use super::extract::{JsonBody, PathParams};
 use crate::error::ApiError;
-use crate::secrets::registry::{ScopeId, Visible};
+use crate::secrets::registry::Visible;
 use crate::secrets::resolver::EntryState;
 use crate::secrets::source::{SecretSource, StaticSecret, parse_update};
 use crate::state::AppState;
 
-/// `POST …/secrets`: `{"secrets": {NAME: entry}}` → `{"success": true}`.
-pub async fn update(
+/// `{"success": true}` *(ref)*.
+#[derive(Debug, Serialize)]
+pub(crate) struct Success {
+    success: bool,
+}
+
+/// `{"deleted": true}`.
+#[derive(Debug, Serialize)]
+pub(crate) struct Deleted {
+    deleted: bool,
+}
+
+/// `{"secrets": [entry…]}`, sorted by name.
+#[derive(Debug, Serialize)]
+pub(crate) struct SecretList {
+    secrets: Vec<ListEntry>,
+}
+
+/// One listed secret: never a value, a URL path or query, a header, or a length.
+#[derive(Debug, Serialize)]
+pub(crate) struct ListEntry {
+    name: String,
+    /// `StaticSecret` or `LookupSecret`.
+    kind: &'static str,
+    description: Option<String>,
+    /// `conversation` or `sandbox`.
+    scope: &'static str,
+    /// Hidden by a conversation's own entry of the same name.
+    shadowed: bool,
+    /// `api` or `discovery`.
+    source: &'static str,
+    /// The lookup's `scheme://host[:port]`.
+    origin: Option<String>,
+    state: ListState,
+}
+
+/// What is known of an entry's value, without the value.
+#[derive(Debug, Serialize)]
+pub(crate) struct ListState {
+    /// `unresolved`, `resolved`, `stale`, `failed` or `no_value`.
+    status: &'static str,
+    stale: bool,
+    age_seconds: Option<u64>,
+    last_error: Option<String>,
+    /// False when the value is shorter than `--mask-min-length`.
+    masked: bool,
+}
+
+/// `POST …/secrets`: `{"secrets": {NAME: entry}}` → `{"success": true}`. The descriptor
+/// shapes are the reference's and are parsed by hand (`secrets::source`).
+pub(crate) async fn update(
     State(state): State<AppState>,
     params: PathParams,
-    JsonBody(body): JsonBody,
-) -> Result<Json<Value>, ApiError> {
+    JsonBody(body): JsonBody<Value>,
+) -> Result<Json<Success>, ApiError> {
     let scope = params.scope()?;
     let entries = parse_update(&body, &state.sources)?;
     let count = entries.len();
     // Static values are held from now on, so they are masked from now on (even after a
-    // later delete or rotation): all of them with one compilation, off the async workers.
+    // later delete or rotation): one compilation for the whole update.
     let statics = entries.iter().filter_map(|(name, source)| match source {
         SecretSource::Static(StaticSecret { value: Some(value), .. }) => Some((name.as_str(), value)),
         _ => None,
     });
-    state.remember(&scope, statics).await?;
+    state.runner.remember(&scope, statics).await?;
     let replaced = state.registry.update(&scope, entries)?;
     state.resolver.forget(&replaced).await;
-    tracing::info!(scope = %scope_label(&scope), count, "secrets updated");
-    Ok(Json(json!({"success": true})))
+    tracing::info!(scope = %scope, count, "secrets updated");
+    Ok(Json(Success { success: true }))
 }
 
 /// `GET …/secrets`: own and inherited entries, sorted by name.
-pub async fn list(State(state): State<AppState>, params: PathParams) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    params: PathParams,
+) -> Result<Json<SecretList>, ApiError> {
     let scope = params.scope()?;
-    let mut items = Vec::new();
+    let mut secrets = Vec::new();
     for visible in state.registry.list(&scope) {
         let entry_state = state.resolver.state(&visible.entry).await;
-        items.push(list_entry(&state, &visible, &entry_state));
+        secrets.push(list_entry(&state, &visible, entry_state));
     }
-    Ok(Json(json!({"secrets": items})))
+    Ok(Json(SecretList { secrets }))
 }
 
 /// `DELETE …/secrets/{name}` → `{"deleted": true}` or 404.
-pub async fn delete(State(state): State<AppState>, params: PathParams) -> Result<Json<Value>, ApiError> {
+pub(crate) async fn delete_one(
+    State(state): State<AppState>,
+    params: PathParams,
+) -> Result<Json<Deleted>, ApiError> {
     let scope = params.scope()?;
     let name = params.name()?;
     let removed = state.registry.remove(&scope, &name)?;
     state.resolver.forget(&[removed]).await;
-    tracing::info!(scope = %scope_label(&scope), name = %name, "secret deleted");
-    Ok(Json(json!({"deleted": true})))
+    tracing::info!(scope = %scope, name = %name, "secret deleted");
+    Ok(Json(Deleted { deleted: true }))
 }
 
 /// `DELETE /api/conversations/{id}`: drop the scope → `{"deleted": true}` or 404.
-pub async fn drop_conversation(
+pub(crate) async fn drop_conversation(
     State(state): State<AppState>,
     params: PathParams,
-) -> Result<Json<Value>, ApiError> {
-    let ScopeId::Conversation(id) = params.conversation()? else {
-        unreachable!("conversation() only returns conversation scopes")
-    };
+) -> Result<Json<Deleted>, ApiError> {
+    let id = params.conversation()?;
     let dropped = state.registry.drop_conversation(&id)?;
     state.resolver.forget(&dropped).await;
     tracing::info!(conversation = %id, count = dropped.len(), "conversation dropped");
-    Ok(Json(json!({"deleted": true})))
+    Ok(Json(Deleted { deleted: true }))
 }
 
-fn scope_label(scope: &ScopeId) -> String {
-    match scope {
-        ScopeId::Sandbox => "sandbox".to_owned(),
-        ScopeId::Conversation(id) => id.to_string(),
-    }
-}
-
-fn list_entry(state: &AppState, v: &Visible, st: &EntryState) -> Value {
+fn list_entry(state: &AppState, v: &Visible, st: EntryState) -> ListEntry {
     let entry = &v.entry;
     let origin = match &entry.source {
         SecretSource::Static(_) => None,
         SecretSource::Lookup(l) => Some(l.origin.to_string()),
     };
-    json!({
-        "name": entry.name.as_str(),
-        "kind": entry.source.kind(),
-        "description": entry.source.description(),
-        "scope": v.scope.as_str(),
-        "shadowed": v.shadowed,
-        "source": entry.origin.as_str(),
-        "origin": origin,
-        "state": {
-            "status": st.status,
-            "stale": st.stale,
-            "age_seconds": st.age.map(|a| a.as_secs()),
-            "last_error": st.last_error,
-            "masked": st.value_len.is_none_or(|len| len >= state.mask_min_length),
+    ListEntry {
+        name: entry.name.to_string(),
+        kind: entry.source.kind(),
+        description: entry.source.description().map(str::to_owned),
+        scope: v.scope.as_str(),
+        shadowed: v.shadowed,
+        source: entry.origin.as_str(),
+        origin,
+        state: ListState {
+            status: st.status,
+            stale: st.stale,
+            age_seconds: st.age.map(|a| a.as_secs()),
+            last_error: st.last_error,
+            masked: st.value_len.is_none_or(|len| len >= state.mask_min_length),
         },
-    })
+    }
+}
+
+/// The secrets routes of one scope, relative to it.
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/secrets", post(update).get(list)).route("/secrets/{name}", delete(delete_one))
 }

@@ -6,7 +6,7 @@
 //! decides nothing about HTTP: whether a missing explicit secret fails the request is the
 //! caller's policy.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use tokio::task::JoinSet;
@@ -15,13 +15,27 @@ use super::registry::{Entry, Origin, Registry, ScopeId};
 use super::resolver::{ResolveError, Resolved, Resolver};
 use super::select::{Requested, select};
 use super::source::SecretSource;
-use super::value::SecretValue;
+use super::value::{SecretName, SecretValue};
 
-/// A secret that could not be exported, and why (no value in the message).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Unavailable {
+/// An explicit secret that could not be exported, and why (no value in the message).
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("{reason}")]
+pub struct MissingSecret {
     pub name: String,
-    pub error: String,
+    pub reason: MissingReason,
+}
+
+/// Why a secret could not be exported.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum MissingReason {
+    #[error("secret {0} is not registered")]
+    NotRegistered(String),
+    #[error("secret {0} has no value")]
+    NoValue(String),
+    #[error(transparent)]
+    Resolve(#[from] ResolveError),
+    #[error("secret {0} is shorter than --mask-min-length and cannot be masked")]
+    Unmaskable(String),
 }
 
 /// What a command gets.
@@ -36,7 +50,7 @@ pub struct Gathered {
     /// Implicit names that could not be exported.
     pub skipped: Vec<String>,
     /// Explicit names that could not be exported.
-    pub missing: Vec<Unavailable>,
+    pub missing: Vec<MissingSecret>,
 }
 
 impl Gathered {
@@ -77,12 +91,13 @@ pub async fn gather(
     let selection = select(command, candidates.map(|(n, _)| n.as_str()), requested);
     let mut out = Gathered::default();
     let mut tasks = JoinSet::new();
+    let mut spawned: HashMap<tokio::task::Id, (String, bool, SecretName)> = HashMap::new();
     for (name, explicit) in
         selection.explicit.iter().map(|n| (n, true)).chain(selection.implicit.iter().map(|n| (n, false)))
     {
         let Some(entry) = names.get(name).cloned() else {
-            out.missing
-                .push(Unavailable { name: name.clone(), error: format!("secret {name} is not registered") });
+            let reason = MissingReason::NotRegistered(name.clone());
+            out.missing.push(MissingSecret { name: name.clone(), reason });
             continue;
         };
         if let SecretSource::Static(s) = &entry.source {
@@ -91,12 +106,24 @@ pub async fn gather(
             out.sort_result(name.clone(), explicit, resolved);
             continue;
         }
-        let (resolver, name) = (resolver.clone(), name.clone());
-        tasks.spawn(async move { (name, explicit, resolver.resolve(&entry).await) });
+        let resolver = resolver.clone();
+        let entry_name = entry.name.clone();
+        let task = tasks.spawn(async move { resolver.resolve(&entry).await });
+        spawned.insert(task.id(), (name.clone(), explicit, entry_name));
     }
-    while let Some(joined) = tasks.join_next().await {
-        let Ok((name, explicit, result)) = joined else { continue };
-        out.sort_result(name, explicit, result);
+    while let Some(joined) = tasks.join_next_with_id().await {
+        let (id, result) = match joined {
+            Ok((id, result)) => (id, result),
+            // A task that panicked still reports its name, as failed: never silently dropped.
+            Err(e) => {
+                let Some((_, _, entry_name)) = spawned.get(&e.id()) else { continue };
+                tracing::error!(name = %entry_name, "resolving a secret panicked");
+                (e.id(), Err(ResolveError::Internal(entry_name.clone())))
+            }
+        };
+        if let Some((name, explicit, _)) = spawned.remove(&id) {
+            out.sort_result(name, explicit, result);
+        }
     }
     out.exports.sort_by(|a, b| a.0.cmp(&b.0));
     out.stale.sort();
@@ -110,7 +137,7 @@ impl Gathered {
     /// Files one resolution under exported, stale, skipped or missing.
     fn sort_result(&mut self, name: String, explicit: bool, result: Result<Resolved, ResolveError>) {
         let out = self;
-        let failure = match result {
+        let reason = match result {
             Ok(r) => match r.value {
                 Some(value) => {
                     if r.stale {
@@ -122,12 +149,12 @@ impl Gathered {
                     out.exports.push((name, value));
                     return;
                 }
-                None => format!("secret {name} has no value"),
+                None => MissingReason::NoValue(name.clone()),
             },
-            Err(e) => e.to_string(),
+            Err(e) => MissingReason::Resolve(e),
         };
         if explicit {
-            out.missing.push(Unavailable { name, error: failure });
+            out.missing.push(MissingSecret { name, reason });
         } else {
             out.skipped.push(name);
         }

@@ -52,6 +52,16 @@ pub enum ScopeId {
     Conversation(ConversationId),
 }
 
+impl std::fmt::Display for ScopeId {
+    /// `sandbox`, or the conversation's 32-hex id.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sandbox => f.write_str("sandbox"),
+            Self::Conversation(id) => write!(f, "{id}"),
+        }
+    }
+}
+
 /// Where an entry lives, as reported in listings.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ScopeKind {

@@ -92,7 +92,7 @@ async fn no_cors_headers() {
 async fn too_many_requests_in_flight_get_429() {
     let app = TestApp::spawn_with(&["--max-concurrent-requests", "1"], &[]).await;
     // Hold the only slot by hand, then ask.
-    let _held = app.state.request_slots.clone().try_acquire_owned().unwrap();
+    let _held = app.state.take_request_slot().unwrap();
     let r = app.req(Method::GET, "/api/secrets").send().await.unwrap();
     assert_eq!(r.headers().get("retry-after").unwrap(), "1");
     assert_eq!(json_of(r).await.0, 429);

@@ -145,7 +145,7 @@ async fn schema_errors_are_422_name_the_entry_and_change_nothing() {
             }
         }
         assert_eq!(app.snapshot().await, before, "registry changed");
-        assert_eq!(app.state.registry.conversation_count(), 1, "a failed update created a scope");
+        assert_eq!(app.state.registry().conversation_count(), 1, "a failed update created a scope");
     }
 }
 
@@ -256,7 +256,7 @@ async fn control_characters_in_a_lookup_are_refused_not_normalised() {
     }
     let before = app.snapshot().await;
     let x = |scope: &ScopeId| {
-        let v = app.state.registry.get(scope, &SecretName::parse("X").unwrap()).unwrap();
+        let v = app.state.registry().get(scope, &SecretName::parse("X").unwrap()).unwrap();
         let SecretSource::Lookup(l) = &v.entry.source else { panic!("X is a lookup") };
         (v.scope, v.entry.generation, l.url.to_string())
     };

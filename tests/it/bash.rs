@@ -209,7 +209,7 @@ async fn long_output_keeps_head_and_tail_like_commands_and_stays_bounded_while_r
     let bound = 2 * MAX + 256 * 1024;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     loop {
-        let stored = app.state.bash_events.total_bytes();
+        let stored = app.state.bash_events().total_bytes();
         assert!(stored <= bound, "{stored} bytes stored while running");
         let outputs = outputs_of(&app, &id).await;
         if outputs.iter().any(|o| !o["exit_code"].is_null()) {
@@ -218,7 +218,7 @@ async fn long_output_keeps_head_and_tail_like_commands_and_stays_bounded_while_r
         assert!(tokio::time::Instant::now() < deadline, "no exit code");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(app.state.bash_events.total_bytes() <= bound);
+    assert!(app.state.bash_events().total_bytes() <= bound);
     // Read afterwards, the events hold what /commands returns, with the marker in the gap.
     let outputs = outputs_of(&app, &id).await;
     assert_eq!(joined(&outputs, "stdout"), expected);

@@ -89,7 +89,7 @@ async fn discovered_lowercase_names_get_an_upper_case_alias() {
     let app = TestApp::spawn_with(&["--settings-url", &fake.base], &[]).await;
     let url = url::Url::parse(&format!("{}/api/v1/sandboxes/sb-1/settings/secrets", fake.base)).unwrap();
     let cfg = secret_sidecar::config::DiscoveryConfig { list_url: url, interval: Duration::from_secs(300) };
-    secret_sidecar::secrets::discovery::discover_once(&cfg, &app.state.registry, &app.state.resolver)
+    secret_sidecar::secrets::discovery::discover_once(&cfg, app.state.registry(), app.state.resolver())
         .await
         .unwrap();
     let out = cmd(&app, "printf %s \"$GITHUB_TOKEN\"").await;
@@ -327,9 +327,22 @@ async fn mask_route_is_rate_limited() {
 #[tokio::test]
 async fn concurrent_commands_are_bounded() {
     let app = TestApp::spawn_with(&["--max-concurrent-commands", "1"], &[]).await;
-    let _held = app.state.command_slots.clone().try_acquire_owned().unwrap();
+    // A real running command holds the one slot: a stream that has sent its start frame.
+    let mut running = app
+        .req(Method::POST, "/api/commands/stream")
+        .json(&json!({"command": "echo up; sleep 30"}))
+        .send()
+        .await
+        .unwrap();
+    let mut seen = String::new();
+    while !seen.contains("\"stdout\"") {
+        seen.push_str(&String::from_utf8_lossy(&running.chunk().await.unwrap().unwrap()));
+    }
     let r = app.req(Method::POST, "/api/commands").json(&json!({"command": "true"})).send().await.unwrap();
-    assert_eq!(json_of(r).await.0, 429);
+    let (status, body) = json_of(r).await;
+    assert_eq!(status, 429, "{body}");
+    assert_eq!(body["detail"], "too many commands running");
+    drop(running);
 }
 
 #[tokio::test]

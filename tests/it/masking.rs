@@ -72,10 +72,10 @@ fn many_secrets(n: usize) -> (Map<String, Value>, Vec<String>) {
 async fn an_update_is_compiled_once_whatever_its_size() {
     let app = TestApp::spawn().await;
     let (map, values) = many_secrets(300);
-    let before = app.state.masks.stats().builds;
+    let before = app.state.masks().stats().builds;
     let (status, body) = app.post("/api/secrets", &json!({"secrets": map})).await;
     assert_eq!(status, 200, "{body}");
-    assert_eq!(app.state.masks.stats().builds - before, 1, "one compilation for the whole update");
+    assert_eq!(app.state.masks().stats().builds - before, 1, "one compilation for the whole update");
     for v in [&values[0], &values[150], &values[299]] {
         assert_eq!(mask(&app, v).await, HIDDEN);
     }
@@ -94,10 +94,10 @@ async fn requests_are_served_while_an_update_compiles() {
         r.expect("update").status().as_u16()
     });
     let hidden =
-        |app: &TestApp| app.state.masks.masker().mask(last.as_bytes()).expect("mask") == HIDDEN.as_bytes();
+        |app: &TestApp| app.state.masks().masker().mask(last.as_bytes()).expect("mask") == HIDDEN.as_bytes();
     let mut served_while_compiling = 0;
     while !update.is_finished() {
-        if app.state.masks.value_count() > 0 && !hidden(&app) {
+        if app.state.masks().value_count() > 0 && !hidden(&app) {
             let r = app.client.get(format!("{}/alive", app.base)).send().await.expect("alive");
             assert_eq!(r.status(), 200);
             if !hidden(&app) {

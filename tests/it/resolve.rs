@@ -27,8 +27,8 @@ async fn register(app: &TestApp, name: &str, entry: Value) {
 }
 
 async fn resolve(app: &TestApp, name: &str) -> Result<Resolved, ResolveError> {
-    let entry = app.state.registry.get(&ScopeId::Sandbox, &SecretName::parse(name).unwrap()).unwrap().entry;
-    app.state.resolver.resolve(&entry).await
+    let entry = app.state.registry().get(&ScopeId::Sandbox, &SecretName::parse(name).unwrap()).unwrap().entry;
+    app.state.resolver().resolve(&entry).await
 }
 
 fn value(r: &Resolved) -> Vec<u8> {
@@ -155,7 +155,7 @@ async fn a_rotated_key_file_is_reread_after_401() {
     assert_eq!(value(&resolve(&app, "K").await.unwrap()), b"v");
     assert_eq!(fake.seen_keys(), [Some(k1.into()), Some(k1.into()), Some(k2.into())]);
     // Both keys are masked, the one read at start and the one read after the 401.
-    let masker = app.state.masks.masker();
+    let masker = app.state.masks().masker();
     assert_eq!(masker.mask(format!("{k1} {k2}").as_bytes()).unwrap(), b"<secret-hidden> <secret-hidden>");
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -215,7 +215,7 @@ async fn concurrent_cold_resolves_make_one_request() {
     fake.fault("C", Fault::Delay(Duration::from_millis(200)));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..500 {
-        let (registry, resolver) = (app.state.registry.clone(), app.state.resolver.clone());
+        let (registry, resolver) = (app.state.registry().clone(), app.state.resolver().clone());
         tasks.spawn(async move {
             let entry = registry.get(&ScopeId::Sandbox, &SecretName::parse("C").unwrap()).unwrap().entry;
             resolver.resolve(&entry).await.map(|r| r.value.unwrap().expose().to_vec())
@@ -377,7 +377,7 @@ async fn discovery_registers_keeps_api_entries_and_removes_names() {
         interval: Duration::from_secs(300),
     };
     let count =
-        secret_sidecar::secrets::discovery::discover_once(&cfg, &app.state.registry, &app.state.resolver)
+        secret_sidecar::secrets::discovery::discover_once(&cfg, app.state.registry(), app.state.resolver())
             .await
             .unwrap();
     assert_eq!(count, 3, "bad-name skipped");
@@ -399,7 +399,7 @@ async fn discovery_registers_keeps_api_entries_and_removes_names() {
     assert_eq!(value(&resolve(&app, "GITHUB_TOKEN").await.unwrap()), b"gh");
     assert_eq!(value(&resolve(&app, "API_OWN").await.unwrap()), b"from-api", "API entry wins");
     fake.remove("GITHUB_TOKEN");
-    secret_sidecar::secrets::discovery::discover_once(&cfg, &app.state.registry, &app.state.resolver)
+    secret_sidecar::secrets::discovery::discover_once(&cfg, app.state.registry(), app.state.resolver())
         .await
         .unwrap();
     let names: Vec<_> = app.get("/api/secrets").await.1["secrets"]
@@ -412,7 +412,7 @@ async fn discovery_registers_keeps_api_entries_and_removes_names() {
     // A wrong key is a logged failure, and changes nothing.
     fake.set_key("rotated");
     assert!(
-        secret_sidecar::secrets::discovery::discover_once(&cfg, &app.state.registry, &app.state.resolver)
+        secret_sidecar::secrets::discovery::discover_once(&cfg, app.state.registry(), app.state.resolver())
             .await
             .is_err()
     );

@@ -124,7 +124,7 @@ async fn scope_and_entry_bounds_answer_429_and_change_nothing() {
     assert_eq!(names(&app.get(&first).await.1).len(), 1);
     // Reading an unknown conversation does not create a scope.
     assert_eq!(app.get(&second).await.0, 200);
-    assert_eq!(app.state.registry.conversation_count(), 1);
+    assert_eq!(app.state.registry().conversation_count(), 1);
     // Dropping frees the slot.
     assert_eq!(app.delete(&format!("/api/conversations/{CONV_HEX}")).await.0, 200);
     assert_eq!(app.post(&second, &json!({"secrets": {"A": "1"}})).await.0, 200);
