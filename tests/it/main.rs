@@ -19,5 +19,6 @@ mod memory;
 mod process;
 mod resolve;
 mod root;
+mod router;
 mod secrets_api;
 mod slow_clients;

@@ -48,18 +48,22 @@ impl TestApp {
         let listener = Listener::bind(&config.listen).await.expect("bind port 0");
         let base = format!("http://{}", listener.local_addr().unwrap());
         let state = AppState::new(&config, keys).expect("state builds");
+        // The listener is bound: requests queue until the serving task accepts them, and it
+        // marks the service ready before it accepts anything.
         tokio::spawn(serve(listener, state.clone(), std::future::pending()));
         let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().unwrap();
-        // Poll readiness rather than assume the serving task already ran.
-        for _ in 0..1000 {
-            if state.is_ready() {
-                break;
-            }
-            tokio::task::yield_now().await;
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        assert!(state.is_ready(), "service became ready");
         Self { base, state, client }
+    }
+
+    /// The state of a service built from `args` that is not serving (router tests).
+    pub fn state_with(args: &[&str]) -> AppState {
+        let mut argv = vec!["secret-sidecar", "--listen", "127.0.0.1:0"];
+        argv.extend_from_slice(args);
+        let args = ServeArgs::parse_from(argv).expect("test flags parse");
+        let path = std::env::var("PATH").unwrap_or_default();
+        let vars = [("SESSION_API_KEY", KEY), ("PATH", path.as_str())];
+        let config = Config::new(&args, &Env::from_pairs(vars)).expect("test config is valid");
+        AppState::new(&config, ApiKeys::load(&config.auth).expect("keys load")).expect("state builds")
     }
 
     /// A request with the API key set.
@@ -88,6 +92,13 @@ impl TestApp {
         let (s2, conv) = self.get(&format!("/api/conversations/{CONV_HEX}/secrets")).await;
         assert_eq!((s1, s2), (200, 200));
         (sandbox, conv)
+    }
+}
+
+impl Drop for TestApp {
+    /// The service drains and stops with the test.
+    fn drop(&mut self) {
+        self.state.shutdown_token().cancel();
     }
 }
 
