@@ -25,6 +25,8 @@ async fn health_routes_need_no_key() {
 #[tokio::test]
 async fn ready_is_503_while_draining() {
     let app = TestApp::spawn().await;
+    // Once a request is answered, the serving task has marked the service ready.
+    assert_eq!(app.get("/ready").await.0, 200);
     app.state.set_ready(false);
     let (status, body) =
         crate::common::json_of(app.client.get(format!("{}/ready", app.base)).send().await.unwrap()).await;

@@ -124,7 +124,8 @@ async fn statuses_and_error_shapes() {
     }
     // A missing explicit secret is listed by name.
     let (_, body, _) =
-        call(&state, json_req("POST", "/api/commands", &json!({"command": "true", "secrets": ["NOPE_X"]}))).await;
+        call(&state, json_req("POST", "/api/commands", &json!({"command": "true", "secrets": ["NOPE_X"]})))
+            .await;
     assert_eq!(body["missing"][0]["name"], "NOPE_X");
 }
 
