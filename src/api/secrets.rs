@@ -91,7 +91,7 @@ fn list_entry(state: &AppState, v: &Visible, st: &EntryState) -> Value {
         "description": entry.source.description(),
         "scope": v.scope.as_str(),
         "shadowed": v.shadowed,
-        "source": entry.origin.as_str(),
+        "source": entry.provenance.as_str(),
         "origin": origin,
         "state": {
             "status": st.status,
