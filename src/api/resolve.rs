@@ -109,7 +109,7 @@ async fn run(
             Err(e) => {
                 let Some(name) = names.remove(&e.id()) else { continue };
                 tracing::error!(name = %name, "resolving a secret panicked");
-                let error = ResolveError::Internal(name.clone()).to_string();
+                let error = ResolveError::Internal(name.clone().into()).to_string();
                 failed.push(Failed { error, name: name.to_string() });
                 continue;
             }

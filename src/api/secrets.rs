@@ -140,7 +140,7 @@ fn list_entry(state: &AppState, v: &Visible, st: EntryState) -> ListEntry {
         description: entry.source.description().map(str::to_owned),
         scope: v.scope.as_str(),
         shadowed: v.shadowed,
-        source: entry.origin.as_str(),
+        source: entry.provenance.as_str(),
         origin,
         state: ListState {
             status: st.status,

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::task::JoinSet;
 
-use super::registry::{Entry, Origin, Registry, ScopeId};
+use super::registry::{Entry, Provenance, Registry, ScopeId};
 use super::resolver::{ResolveError, Resolved, Resolver};
 use super::select::{Requested, select};
 use super::source::SecretSource;
@@ -70,7 +70,7 @@ pub fn exportable(registry: &Registry, scope: &ScopeId) -> BTreeMap<String, Arc<
     for v in &visible {
         let name = v.entry.name.as_str();
         let upper = name.to_ascii_uppercase();
-        if v.entry.origin == Origin::Discovery && upper != name && !names.contains_key(&upper) {
+        if v.entry.provenance == Provenance::Discovery && upper != name && !names.contains_key(&upper) {
             names.insert(upper, v.entry.clone());
         }
     }
@@ -118,7 +118,7 @@ pub async fn gather(
             Err(e) => {
                 let Some((_, _, entry_name)) = spawned.get(&e.id()) else { continue };
                 tracing::error!(name = %entry_name, "resolving a secret panicked");
-                (e.id(), Err(ResolveError::Internal(entry_name.clone())))
+                (e.id(), Err(ResolveError::Internal(entry_name.clone().into())))
             }
         };
         if let Some((name, explicit, _)) = spawned.remove(&id) {

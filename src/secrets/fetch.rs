@@ -8,7 +8,8 @@
 //! connections: caching, single-flight and stale-if-error belong to the resolver above it.
 //!
 //! Invariant: no URL, header value or body byte ever reaches an error message or a log line;
-//! errors and logs name the secret, the origin (scheme://host:port), a status, a cause.
+//! errors and logs name the target (a secret, or the secret list), the origin
+//! (scheme://host:port), a status, a cause.
 
 use std::error::Error as StdError;
 use std::fmt;
@@ -25,7 +26,8 @@ use zeroize::Zeroizing;
 
 use super::guard::{AddressGuard, BlockedAddress};
 use super::origin::Origin;
-use super::value::{SecretName, SecretValue};
+use super::target::Target;
+use super::value::SecretValue;
 
 /// How lookups are made. Built from the `--lookup-*` options.
 #[derive(Clone)]
@@ -94,27 +96,27 @@ pub enum FetchBuildError {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FetchError {
     /// Not an http(s) URL with a host and without userinfo.
-    #[error("lookup for secret {name} refused: {reason}")]
-    InvalidUrl { name: SecretName, reason: String },
+    #[error("lookup for {target} refused: {reason}")]
+    InvalidUrl { target: Target, reason: String },
     /// The host is, or resolves only to, addresses the guard refuses.
-    #[error("lookup for secret {name} refused: address is blocked")]
-    Blocked { name: SecretName },
+    #[error("lookup for {target} refused: address is blocked")]
+    Blocked { target: Target },
     /// DNS, TCP or TLS failed before a request was sent.
-    #[error("lookup for secret {name} failed: cannot connect: {cause}")]
-    Connect { name: SecretName, cause: String },
+    #[error("lookup for {target} failed: cannot connect: {cause}")]
+    Connect { target: Target, cause: String },
     /// The connection failed while sending the request or reading the answer.
-    #[error("lookup for secret {name} failed: {cause}")]
-    Transport { name: SecretName, cause: String },
+    #[error("lookup for {target} failed: {cause}")]
+    Transport { target: Target, cause: String },
     /// The lookup's one deadline passed (all attempts and waits included).
-    #[error("lookup for secret {name} timed out after {}", human(*after))]
-    Timeout { name: SecretName, after: Duration },
+    #[error("lookup for {target} timed out after {}", human(*after))]
+    Timeout { target: Target, after: Duration },
     /// A status other than 2xx, after the last attempt (a 3xx is never followed).
-    #[error("lookup for secret {name} failed: upstream answered {status}{}", status_note(*status))]
-    Status { name: SecretName, status: u16 },
-    #[error("lookup for secret {name} failed: value is larger than {limit} bytes")]
-    TooLarge { name: SecretName, limit: usize },
-    #[error("lookup for secret {name} failed: value contains a NUL byte")]
-    NulByte { name: SecretName },
+    #[error("lookup for {target} failed: upstream answered {status}{}", status_note(*status))]
+    Status { target: Target, status: u16 },
+    #[error("lookup for {target} failed: value is larger than {limit} bytes")]
+    TooLarge { target: Target, limit: usize },
+    #[error("lookup for {target} failed: value contains a NUL byte")]
+    NulByte { target: Target },
 }
 
 impl FetchError {
@@ -138,17 +140,17 @@ impl FetchError {
         }
     }
 
-    /// The secret the lookup was for.
-    pub fn name(&self) -> &SecretName {
+    /// What the lookup was for.
+    pub fn target(&self) -> &Target {
         match self {
-            Self::InvalidUrl { name, .. }
-            | Self::Blocked { name }
-            | Self::Connect { name, .. }
-            | Self::Transport { name, .. }
-            | Self::Timeout { name, .. }
-            | Self::Status { name, .. }
-            | Self::TooLarge { name, .. }
-            | Self::NulByte { name } => name,
+            Self::InvalidUrl { target, .. }
+            | Self::Blocked { target }
+            | Self::Connect { target, .. }
+            | Self::Transport { target, .. }
+            | Self::Timeout { target, .. }
+            | Self::Status { target, .. }
+            | Self::TooLarge { target, .. }
+            | Self::NulByte { target } => target,
         }
     }
 }
@@ -225,31 +227,32 @@ impl Fetcher {
     /// `Ok(None)` when the body is empty or a "no value" placeholder.
     pub async fn fetch(
         &self,
-        name: &SecretName,
+        target: impl Into<Target>,
         url: &Url,
         mut headers: HeaderMap,
     ) -> Result<Option<SecretValue>, FetchError> {
+        let target = &target.into();
         let origin = Origin::of(url)
-            .map_err(|e| FetchError::InvalidUrl { name: name.clone(), reason: e.to_string() })?;
+            .map_err(|e| FetchError::InvalidUrl { target: target.clone(), reason: e.to_string() })?;
         if self.guard.check_url(url, self.cfg.proxy.is_some()).is_err() {
-            tracing::warn!(secret = %name, origin = %origin, "lookup refused: address is blocked");
-            return Err(FetchError::Blocked { name: name.clone() });
+            tracing::warn!(lookup = %target, origin = %origin, "lookup refused: address is blocked");
+            return Err(FetchError::Blocked { target: target.clone() });
         }
         for value in headers.values_mut() {
             value.set_sensitive(true);
         }
         let started = Instant::now();
         let deadline = started + self.cfg.timeout;
-        let attempts = self.attempts(name, &origin, url, &headers, deadline);
+        let attempts = self.attempts(target, &origin, url, &headers, deadline);
         let result = tokio::time::timeout_at(deadline, attempts)
             .await
-            .unwrap_or_else(|_| Err(FetchError::Timeout { name: name.clone(), after: self.cfg.timeout }));
+            .unwrap_or_else(|_| Err(FetchError::Timeout { target: target.clone(), after: self.cfg.timeout }));
         let elapsed_ms = started.elapsed().as_millis() as u64;
         match &result {
             Ok(value) => {
-                tracing::debug!(secret = %name, origin = %origin, elapsed_ms, has_value = value.is_some(), "lookup done")
+                tracing::debug!(lookup = %target, origin = %origin, elapsed_ms, has_value = value.is_some(), "lookup done")
             }
-            Err(e) => tracing::debug!(secret = %name, origin = %origin, elapsed_ms, "lookup failed: {e}"),
+            Err(e) => tracing::debug!(lookup = %target, origin = %origin, elapsed_ms, "lookup failed: {e}"),
         }
         result
     }
@@ -258,7 +261,7 @@ impl Fetcher {
     /// not fit before `deadline` (then the last error is returned at once).
     async fn attempts(
         &self,
-        name: &SecretName,
+        target: &Target,
         origin: &Origin,
         url: &Url,
         headers: &HeaderMap,
@@ -266,7 +269,7 @@ impl Fetcher {
     ) -> Result<Option<SecretValue>, FetchError> {
         let mut attempt: u32 = 1;
         loop {
-            let Failure { error, retry_after } = match self.attempt(name, url, headers).await {
+            let Failure { error, retry_after } = match self.attempt(target, url, headers).await {
                 Ok(value) => return Ok(value),
                 Err(failure) => failure,
             };
@@ -275,11 +278,11 @@ impl Fetcher {
             }
             let wait = backoff(self.cfg.retry_base, attempt).max(retry_after.unwrap_or_default());
             if Instant::now() + wait >= deadline {
-                tracing::warn!(secret = %name, origin = %origin, attempt, wait_ms = wait.as_millis() as u64,
+                tracing::warn!(lookup = %target, origin = %origin, attempt, wait_ms = wait.as_millis() as u64,
                     "lookup failed; the next attempt would not fit the deadline: {error}");
                 return Err(error);
             }
-            tracing::warn!(secret = %name, origin = %origin, attempt, wait_ms = wait.as_millis() as u64,
+            tracing::warn!(lookup = %target, origin = %origin, attempt, wait_ms = wait.as_millis() as u64,
                 "lookup failed, retrying: {error}");
             tokio::time::sleep(wait).await;
             attempt += 1;
@@ -288,7 +291,7 @@ impl Fetcher {
 
     async fn attempt(
         &self,
-        name: &SecretName,
+        target: &Target,
         url: &Url,
         headers: &HeaderMap,
     ) -> Result<Option<SecretValue>, Failure> {
@@ -298,41 +301,41 @@ impl Fetcher {
             .headers(headers.clone())
             .send()
             .await
-            .map_err(|e| transport_error(name, e))?;
+            .map_err(|e| transport_error(target, e))?;
         let status = response.status();
         if !status.is_success() {
             let retry_after = response.headers().get(header::RETRY_AFTER).and_then(parse_retry_after);
             return Err(Failure {
-                error: FetchError::Status { name: name.clone(), status: status.as_u16() },
+                error: FetchError::Status { target: target.clone(), status: status.as_u16() },
                 retry_after,
             });
         }
-        Ok(read_value(name, response, self.cfg.max_value_bytes).await?)
+        Ok(read_value(target, response, self.cfg.max_value_bytes).await?)
     }
 }
 
 /// Reads the body as a stream into a buffer that is zeroized on every path, refusing it as
 /// soon as it is longer than `limit`.
 async fn read_value(
-    name: &SecretName,
+    target: &Target,
     mut response: reqwest::Response,
     limit: usize,
 ) -> Result<Option<SecretValue>, FetchError> {
-    let too_large = || FetchError::TooLarge { name: name.clone(), limit };
+    let too_large = || FetchError::TooLarge { target: target.clone(), limit };
     let expected = response.content_length();
     if expected.is_some_and(|len| len > limit as u64) {
         return Err(too_large());
     }
     let initial = expected.map_or(1024, |len| len as usize).min(limit);
     let mut buf = Zeroizing::new(Vec::with_capacity(initial));
-    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(name, e))? {
+    while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(target, e))? {
         if buf.len() + chunk.len() > limit {
             return Err(too_large());
         }
         extend_zeroizing(&mut buf, &chunk);
     }
     if buf.contains(&0) {
-        return Err(FetchError::NulByte { name: name.clone() });
+        return Err(FetchError::NulByte { target: target.clone() });
     }
     // An exact-size copy, so turning it into a boxed slice does not reallocate and leave
     // a stray copy behind; `buf` is zeroized when dropped.
@@ -355,20 +358,20 @@ fn extend_zeroizing(buf: &mut Zeroizing<Vec<u8>>, more: &[u8]) {
 
 /// Maps a reqwest error to ours, keeping only the innermost cause's message (hyper and io
 /// messages carry no URL; reqwest's own Display would, so it is not used).
-fn transport_error(name: &SecretName, e: reqwest::Error) -> FetchError {
+fn transport_error(target: &Target, e: reqwest::Error) -> FetchError {
     let e = e.without_url();
     let mut root: &(dyn StdError + 'static) = &e;
     while let Some(source) = root.source() {
         if source.downcast_ref::<BlockedAddress>().is_some() {
-            return FetchError::Blocked { name: name.clone() };
+            return FetchError::Blocked { target: target.clone() };
         }
         root = source;
     }
     let cause = root.to_string();
     if e.is_connect() {
-        FetchError::Connect { name: name.clone(), cause }
+        FetchError::Connect { target: target.clone(), cause }
     } else {
-        FetchError::Transport { name: name.clone(), cause }
+        FetchError::Transport { target: target.clone(), cause }
     }
 }
 
@@ -391,6 +394,7 @@ fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secrets::value::SecretName;
 
     #[test]
     fn retry_after_forms() {
@@ -419,23 +423,23 @@ mod tests {
     #[test]
     fn messages() {
         let name = SecretName::parse("GITHUB_TOKEN").unwrap();
-        let timeout = FetchError::Timeout { name: name.clone(), after: Duration::from_secs(10) };
+        let timeout = FetchError::Timeout { target: Target::from(&name), after: Duration::from_secs(10) };
         assert_eq!(timeout.to_string(), "lookup for secret GITHUB_TOKEN timed out after 10s");
-        let timeout = FetchError::Timeout { name: name.clone(), after: Duration::from_millis(300) };
+        let timeout = FetchError::Timeout { target: Target::from(&name), after: Duration::from_millis(300) };
         assert_eq!(timeout.to_string(), "lookup for secret GITHUB_TOKEN timed out after 300ms");
-        let blocked = FetchError::Blocked { name: name.clone() };
+        let blocked = FetchError::Blocked { target: Target::from(&name) };
         assert_eq!(blocked.to_string(), "lookup for secret GITHUB_TOKEN refused: address is blocked");
-        let redirect = FetchError::Status { name: name.clone(), status: 302 };
+        let redirect = FetchError::Status { target: Target::from(&name), status: 302 };
         assert!(redirect.to_string().ends_with("answered 302 (redirects are not followed)"));
         for (status, transient) in
             [(500, true), (503, true), (429, true), (404, false), (401, false), (302, false)]
         {
-            let e = FetchError::Status { name: name.clone(), status };
+            let e = FetchError::Status { target: Target::from(&name), status };
             assert_eq!(e.is_transient(), transient, "{status}");
             assert_eq!(e.status(), Some(status));
         }
         assert!(!blocked.is_transient());
-        assert_eq!(blocked.name(), &name);
+        assert_eq!(blocked.target(), &Target::from(&name));
     }
 
     #[test]

@@ -12,4 +12,5 @@ pub mod resolver;
 pub mod select;
 pub mod session_key;
 pub mod source;
+pub mod target;
 pub mod value;

@@ -52,12 +52,12 @@ pub enum ScopeId {
     Conversation(ConversationId),
 }
 
-impl std::fmt::Display for ScopeId {
-    /// `sandbox`, or the conversation's 32-hex id.
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+impl fmt::Display for ScopeId {
+    /// `sandbox`, or the conversation's 32-hex id: how logs name a scope.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Sandbox => f.write_str("sandbox"),
-            Self::Conversation(id) => write!(f, "{id}"),
+            Self::Conversation(id) => fmt::Display::fmt(id, f),
         }
     }
 }
@@ -79,16 +79,17 @@ impl ScopeKind {
     }
 }
 
-/// How an entry got into the registry.
+/// How an entry got into the registry (listed as its `source`). Not to be confused with
+/// [`crate::secrets::origin::Origin`], where a lookup goes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Origin {
+pub enum Provenance {
     /// Registered through the HTTP API.
     Api,
     /// Registered by settings discovery (sandbox scope only, never persisted).
     Discovery,
 }
 
-impl Origin {
+impl Provenance {
     /// Wire name.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -103,7 +104,7 @@ impl Origin {
 pub struct Entry {
     pub name: SecretName,
     pub source: SecretSource,
-    pub origin: Origin,
+    pub provenance: Provenance,
     /// Unique across the process; a replaced descriptor gets a new one.
     pub generation: u64,
 }
@@ -200,9 +201,9 @@ impl Registry {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn entry(&self, name: SecretName, source: SecretSource, origin: Origin) -> Arc<Entry> {
+    fn entry(&self, name: SecretName, source: SecretSource, provenance: Provenance) -> Arc<Entry> {
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        Arc::new(Entry { name, source, origin, generation })
+        Arc::new(Entry { name, source, provenance, generation })
     }
 
     /// Merges API entries into `scope` (named entries replace), creating a conversation
@@ -227,7 +228,7 @@ impl Registry {
             return Err(RegistryError::TooManySecrets(self.limits.max_secrets_per_scope));
         }
         let fresh: Vec<_> =
-            entries.into_iter().map(|(n, s)| (n.clone(), self.entry(n, s, Origin::Api))).collect();
+            entries.into_iter().map(|(n, s)| (n.clone(), self.entry(n, s, Provenance::Api))).collect();
         let target = match scope {
             ScopeId::Sandbox => &mut inner.sandbox,
             ScopeId::Conversation(id) => inner.conversations.entry(id.clone()).or_default(),
@@ -337,7 +338,7 @@ impl Registry {
                 }
                 prev => {
                     gone.extend(prev);
-                    let entry = self.entry(name.clone(), source, Origin::Discovery);
+                    let entry = self.entry(name.clone(), source, Provenance::Discovery);
                     next.insert(name, entry);
                 }
             }
@@ -393,6 +394,19 @@ mod tests {
         ] {
             assert!(ConversationId::parse(bad).is_none(), "{bad}");
         }
+    }
+
+    #[test]
+    fn scopes_display_as_logs_name_them() {
+        assert_eq!(ScopeId::Sandbox.to_string(), "sandbox");
+        let id = ConversationId::parse("0A1B2C3D-4E5F-6789-ABCD-EF0123456789").unwrap();
+        assert_eq!(ScopeId::Conversation(id).to_string(), "0a1b2c3d4e5f6789abcdef0123456789");
+    }
+
+    #[test]
+    fn provenance_wire_names() {
+        assert_eq!(Provenance::Api.as_str(), "api");
+        assert_eq!(Provenance::Discovery.as_str(), "discovery");
     }
 
     #[test]
@@ -455,8 +469,8 @@ mod tests {
         r.set_discovered(vec![(name("A"), stat("disc")), (name("B"), stat("disc"))]);
         let list = r.list(&ScopeId::Sandbox);
         assert_eq!(list.len(), 2);
-        assert_eq!(list[0].entry.origin, Origin::Api);
-        assert_eq!(list[1].entry.origin, Origin::Discovery);
+        assert_eq!(list[0].entry.provenance, Provenance::Api);
+        assert_eq!(list[1].entry.provenance, Provenance::Discovery);
         let gen_b = list[1].entry.generation;
         let gone = r.set_discovered(vec![(name("B"), stat("disc"))]);
         assert_eq!(gone.len(), 1, "A's discovered entry dropped");

@@ -251,6 +251,87 @@ async fn the_request_completes_when_its_caller_disconnects() {
 }
 
 #[tokio::test]
+async fn a_caller_arriving_after_the_first_went_away_joins_its_request() {
+    let fake = FakeSettings::start(KEY).await;
+    fake.set("J", b"joined", None);
+    let app = app_for(&fake, &[]).await;
+    register(&app, "J", lookup(&fake.url("J"))).await;
+    fake.fault("J", Fault::Delay(Duration::from_millis(2000)));
+    // Long enough for the request to reach the settings API on a loaded machine.
+    let quick = reqwest::Client::builder().timeout(Duration::from_millis(300)).build().unwrap();
+    let r = quick
+        .post(format!("{}/api/secrets/resolve", app.base))
+        .header("X-Session-API-Key", KEY)
+        .json(&json!({"names": ["J"]}))
+        .send()
+        .await;
+    assert!(r.is_err(), "the first caller timed out");
+    eventually("the upstream request to start", Duration::from_secs(5), || fake.hits("J") == 1).await;
+    // The request outlived its caller; a new caller waits for it rather than asking again.
+    assert_eq!(value(&resolve(&app, "J").await.unwrap()), b"joined");
+    assert_eq!(fake.hits("J"), 1);
+}
+
+#[tokio::test]
+async fn at_most_max_upstream_lookups_are_in_flight() {
+    const NAMES: [&str; 6] = ["U0", "U1", "U2", "U3", "U4", "U5"];
+    const DELAY: Duration = Duration::from_millis(300);
+    let fake = FakeSettings::start(KEY).await;
+    let app = app_for(&fake, &["--max-upstream", "2"]).await;
+    for name in NAMES {
+        fake.set(name, name.as_bytes(), None);
+        register(&app, name, lookup(&fake.url(name))).await;
+        fake.fault(name, Fault::Delay(DELAY));
+    }
+    let started = std::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for name in NAMES {
+        let (registry, resolver) = (app.state.registry().clone(), app.state.resolver().clone());
+        tasks.spawn(async move {
+            let entry = registry.get(&ScopeId::Sandbox, &SecretName::parse(name).unwrap()).unwrap().entry;
+            resolver.resolve(&entry).await.map(|r| r.value.unwrap().expose().to_vec())
+        });
+    }
+    let in_flight = || NAMES.iter().map(|n| fake.hits(n) - fake.completed(n)).sum::<usize>();
+    let mut peak = 0;
+    while !tasks.is_empty() {
+        peak = peak.max(in_flight());
+        if let Ok(Some(done)) = tokio::time::timeout(Duration::from_millis(5), tasks.join_next()).await {
+            assert!(done.unwrap().is_ok());
+        }
+    }
+    assert!(peak <= 2, "{peak} lookups in flight at once");
+    // Six requests of at least 300 ms, two at a time, take at least three rounds.
+    assert!(started.elapsed() >= DELAY * 3, "{:?}", started.elapsed());
+    assert!(NAMES.iter().all(|n| fake.hits(n) == 1));
+}
+
+#[tokio::test]
+async fn refresh_after_a_failure_waits_a_second() {
+    let fake = FakeSettings::start(KEY).await;
+    let app = app_for(&fake, &[]).await;
+    register(&app, "R", lookup(&fake.url("R"))).await;
+    assert!(resolve(&app, "R").await.unwrap_err().to_string().contains("404"));
+    assert_eq!(fake.hits("R"), 1);
+    // A refresh right after the failure is answered with it: no refresh storm in an outage.
+    let (_, body) = app.post("/api/secrets/refresh", &json!({"names": ["R"]})).await;
+    assert_eq!(body["failed"][0]["name"], "R");
+    assert_eq!(fake.hits("R"), 1, "failed less than a second ago");
+    // A second later, refresh goes upstream again (without waiting out the 5 s memory).
+    fake.set("R", b"back", None);
+    let deadline = std::time::Instant::now() + Duration::from_secs(4);
+    loop {
+        let (_, body) = app.post("/api/secrets/refresh", &json!({"names": ["R"]})).await;
+        if body["resolved"] == json!(["R"]) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "refresh never went upstream again: {body}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(fake.hits("R"), 2);
+}
+
+#[tokio::test]
 async fn resolves_within_the_ttl_hit_the_cache_and_replacement_invalidates() {
     let fake = FakeSettings::start(KEY).await;
     fake.set("W", b"v1", None);
@@ -409,12 +490,13 @@ async fn discovery_registers_keeps_api_entries_and_removes_names() {
         .map(|e| e["name"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(names, ["API_OWN", "github_token"]);
-    // A wrong key is a logged failure, and changes nothing.
+    // A wrong key is a logged failure that names the secret list (no made-up secret name),
+    // and changes nothing.
     fake.set_key("rotated");
-    assert!(
+    let err =
         secret_sidecar::secrets::discovery::discover_once(&cfg, app.state.registry(), app.state.resolver())
             .await
-            .is_err()
-    );
+            .unwrap_err();
+    assert_eq!(err, "lookup for the secret list failed: upstream answered 401");
     assert_eq!(app.get("/api/secrets").await.1["secrets"].as_array().unwrap().len(), 2);
 }
