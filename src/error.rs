@@ -53,6 +53,10 @@ pub enum ApiError {
     /// 503: not ready, draining, or a transient internal failure (generic body).
     #[error("service unavailable")]
     Unavailable,
+    /// 503: the sidecar found no shell at start, so it cannot run commands; the detail tells
+    /// the operator what to do (it holds nothing about the request).
+    #[error("{}", crate::exec::ExecError::NoShell)]
+    NoShell,
 }
 
 impl From<EntryError> for ApiError {
@@ -63,6 +67,10 @@ impl From<EntryError> for ApiError {
 
 impl From<crate::exec::ExecError> for ApiError {
     fn from(e: crate::exec::ExecError) -> Self {
+        if let crate::exec::ExecError::NoShell = e {
+            // Warned about once at start; every command route answers the same.
+            return Self::NoShell;
+        }
         // Logged here once; the body stays generic.
         tracing::warn!("command could not be run: {e}");
         Self::Unavailable
@@ -96,7 +104,7 @@ impl ApiError {
             Self::Unprocessable(_) | Self::InvalidEntry(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::MissingSecrets(_) => StatusCode::FAILED_DEPENDENCY,
             Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unavailable | Self::NoShell => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -111,7 +119,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if status.is_server_error() && !matches!(self, Self::NoShell) {
             tracing::warn!(status = status.as_u16(), "request failed: {self}");
         }
         let mut body = json!({ "detail": self.detail() });

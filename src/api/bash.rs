@@ -85,6 +85,7 @@ async fn start(
     body: &Value,
 ) -> Result<(BashCommand, mpsc::Receiver<BashOutput>), ApiError> {
     let req = parse(body, state)?;
+    state.executor.check_shell()?;
     let slot = state.command_slots.clone().try_acquire_owned().map_err(|_| ApiError::TooMany {
         message: "too many commands running".into(),
         retry_after: std::time::Duration::from_secs(1),

@@ -44,6 +44,7 @@ struct Prepared {
 /// Validates, takes a slot, gathers secrets, makes them fit, updates the mask set.
 async fn prepare(state: &AppState, scope: &ScopeId, body: &Value) -> Result<Prepared, ApiError> {
     let req = CommandRequest::parse(body, state.exec_limits.max_timeout)?;
+    state.executor.check_shell()?;
     let cwd = match req.cwd {
         Some(cwd) => Some(check_cwd(cwd)?),
         None => None,

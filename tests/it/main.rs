@@ -20,3 +20,4 @@ mod resolve;
 mod root;
 mod secrets_api;
 mod slow_clients;
+mod standalone;
