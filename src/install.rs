@@ -23,10 +23,13 @@ const SELF_EXE: &str = "/proc/self/exe";
 /// Why the install failed; names the path at fault.
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
+    /// `DIR` does not exist or is not a directory (it is never created).
     #[error("{}: not a directory", .0.display())]
     NotADirectory(PathBuf),
+    /// The running executable could not be opened.
     #[error("cannot read this executable ({SELF_EXE}): {0}")]
     ReadSelf(#[source] io::Error),
+    /// Writing, syncing or renaming failed; `path` is the file or directory at fault.
     #[error("cannot write {}: {source}", path.display())]
     Write {
         path: PathBuf,
