@@ -158,18 +158,22 @@ mod tests {
         s.parse().unwrap()
     }
 
-    fn files(tag: &str, hosts: Option<&str>, resolv: Option<&str>) -> (PathBuf, PathBuf) {
+    /// A resolver from these file contents (`None`: the file is missing); the files are
+    /// read when it is built, so they are removed at once.
+    fn from_texts(tag: &str, hosts: Option<&str>, resolv: Option<&str>) -> SystemResolver {
         let dir = std::env::temp_dir().join(format!("sidecar-dns-{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let (h, r) = (dir.join("hosts"), dir.join("resolv.conf"));
+        let (h, r): (PathBuf, PathBuf) = (dir.join("hosts"), dir.join("resolv.conf"));
         if let Some(t) = hosts {
             std::fs::write(&h, t).unwrap();
         }
         if let Some(t) = resolv {
             std::fs::write(&r, t).unwrap();
         }
-        (h, r)
+        let resolver = SystemResolver::from_files(&h, &r);
+        let _ = std::fs::remove_dir_all(&dir);
+        resolver
     }
 
     #[test]
@@ -191,8 +195,7 @@ mod tests {
 
     #[tokio::test]
     async fn hosts_file_answers_without_any_name_server() {
-        let (h, r) = files("hosts", Some("127.0.0.1 settings.test\n127.0.0.2 settings.test\n"), None);
-        let resolver = SystemResolver::from_files(&h, &r);
+        let resolver = from_texts("hosts", Some("127.0.0.1 settings.test\n127.0.0.2 settings.test\n"), None);
         assert_eq!(resolver.lookup("SETTINGS.test.").await.unwrap(), vec![ip("127.0.0.1"), ip("127.0.0.2")]);
         assert_eq!(resolver.lookup("127.0.0.9").await.unwrap(), vec![ip("127.0.0.9")]);
         assert_eq!(resolver.lookup("[::1]").await.unwrap(), vec![ip("::1")]);
@@ -202,8 +205,7 @@ mod tests {
 
     #[tokio::test]
     async fn localhost_needs_no_file() {
-        let (h, r) = files("empty", None, None);
-        let resolver = SystemResolver::from_files(&h, &r);
+        let resolver = from_texts("empty", None, None);
         for name in ["localhost", "LOCALHOST.", "sidecar.localhost"] {
             let ips = resolver.lookup(name).await.unwrap();
             assert!(!ips.is_empty() && ips.iter().all(IpAddr::is_loopback), "{name}: {ips:?}");
@@ -214,12 +216,11 @@ mod tests {
     async fn name_servers_come_from_resolv_conf() {
         // A server on a loopback port nobody listens on: the name is asked there and fails,
         // which shows the file was read (no fallback to a public resolver).
-        let (h, r) = files("dns", Some(""), Some("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"));
-        let resolver = SystemResolver::from_files(&h, &r);
+        let resolver =
+            from_texts("dns", Some(""), Some("nameserver 127.0.0.1\noptions timeout:1 attempts:1\n"));
         assert!(resolver.dns.is_some());
         let e = resolver.lookup("nothing.invalid").await.unwrap_err();
         assert!(matches!(e, DnsError::Failed { .. } | DnsError::NotFound(_)), "{e}");
-        let (h, r) = files("nodns", Some(""), Some("# no servers\n"));
-        assert!(SystemResolver::from_files(&h, &r).dns.is_none());
+        assert!(from_texts("nodns", Some(""), Some("# no servers\n")).dns.is_none());
     }
 }
