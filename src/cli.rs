@@ -1,9 +1,10 @@
-//! The command line: clap's types for `serve` (the default) and `exec`, with their
-//! `SECRET_SIDECAR_*` environment variables, help texts and defaults.
+//! The command line: clap's types for `serve` (the default), `exec`, `health` and `install`,
+//! with their `SECRET_SIDECAR_*` environment variables, help texts and defaults.
 //!
 //! This module only describes what can be typed; it checks nothing beyond what clap checks
 //! (types, one of `exec -c` and `exec -- ARGV`). Turning [`ServeArgs`] into a validated
-//! configuration is [`crate::config`]'s job, and running `exec` is [`crate::client`]'s.
+//! configuration is [`crate::config`]'s job; running `exec` is [`crate::client`]'s, `health`
+//! [`crate::probe`]'s and `install` [`crate::install`]'s.
 
 use std::path::PathBuf;
 
@@ -29,6 +30,12 @@ pub enum Command {
     /// Run a command through a running sidecar: `exec [OPTIONS] -- ARGV…` or
     /// `exec [OPTIONS] -c 'SHELL TEXT'`.
     Exec(ExecArgs),
+    /// Exit 0 when a running sidecar's `/ready` answers 200 within 2 seconds, 1 otherwise
+    /// (for container health checks and probes in images without curl).
+    Health(HealthArgs),
+    /// Copy this executable to DIR/secret-sidecar (mode 0755, atomically), e.g. from the
+    /// sidecar's shell-less image into a volume shared with the sandbox container.
+    Install(InstallArgs),
 }
 
 /// How log lines are written to stderr.
@@ -254,4 +261,24 @@ pub struct ExecArgs {
     /// The command and its arguments, each kept as one word (never shell code).
     #[arg(last = true, value_name = "ARGV")]
     pub argv: Vec<String>,
+}
+
+/// Options of `health`.
+#[derive(Clone, Debug, Args)]
+pub struct HealthArgs {
+    /// Base URL of the sidecar (`http://HOST:PORT`, or `unix:/path/to.sock`) [default: from
+    /// the listen address, a wildcard one probed on loopback].
+    #[arg(long)]
+    pub url: Option<String>,
+    /// The sidecar's listen address, from which the default URL is derived.
+    #[arg(long, env = "SECRET_SIDECAR_LISTEN", default_value = "127.0.0.1:8001")]
+    pub listen: String,
+}
+
+/// Options of `install`.
+#[derive(Clone, Debug, Args)]
+pub struct InstallArgs {
+    /// Existing directory to install `secret-sidecar` into.
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
 }

@@ -86,7 +86,11 @@ async fn run(args: &ExecArgs, default_key_file: PathBuf) -> Result<u8, String> {
     if let Some(t) = args.timeout {
         body["timeout"] = json!(t);
     }
-    let client = reqwest::Client::builder().no_proxy().build().map_err(|e| e.to_string())?;
+    let client = reqwest::Client::builder()
+        .no_proxy()
+        .dns_resolver(std::sync::Arc::new(crate::dns::SystemResolver::system()))
+        .build()
+        .map_err(|e| e.to_string())?;
     let mut response = client
         .post(format!("{}{path}", args.url.trim_end_matches('/')))
         .header("X-Session-API-Key", key)

@@ -152,7 +152,7 @@ impl ApiError {
                 }
                 RunError::Missing(_) => StatusCode::FAILED_DEPENDENCY,
                 RunError::Busy => StatusCode::TOO_MANY_REQUESTS,
-                RunError::Mask(_) | RunError::Exec(_) => StatusCode::SERVICE_UNAVAILABLE,
+                RunError::Mask(_) | RunError::Exec(_) | RunError::NoShell => StatusCode::SERVICE_UNAVAILABLE,
             },
             Self::MaskRate(_) | Self::Busy => StatusCode::TOO_MANY_REQUESTS,
             Self::NotReady | Self::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -171,6 +171,8 @@ impl ApiError {
     fn detail(&self) -> Value {
         match self {
             Self::InvalidEntry(e) => json!([{ "loc": e.loc, "msg": e.msg, "type": "value_error" }]),
+            // What the operator must do; it holds nothing about the request.
+            Self::Run(RunError::NoShell) => Value::String(RunError::NoShell.to_string()),
             // Internal causes are logged, never sent.
             _ if self.status().is_server_error() => Value::String("service unavailable".into()),
             other => Value::String(other.to_string()),
@@ -193,7 +195,8 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() && !matches!(self, Self::NotReady) {
+        // Not ready and no shell are states, not failures: warned about once elsewhere.
+        if status.is_server_error() && !matches!(self, Self::NotReady | Self::Run(RunError::NoShell)) {
             self.log();
         }
         let mut body = json!({ "detail": self.detail() });

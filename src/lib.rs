@@ -19,8 +19,10 @@
 //! - [`bash`]: the events, output splitting and bounded event store behind the
 //!   OpenHands-compatible `/api/bash/*` routes.
 //! - [`state`]: [`AppState`], the handles handlers share.
-//! - [`client`]: `secret-sidecar exec`, a client of a running sidecar; [`reaper`]: PID 1
-//!   duty; [`hardening`]: no core dumps; [`telemetry`]: logs.
+//! - [`client`]: `secret-sidecar exec`, a client of a running sidecar; [`probe`]:
+//!   `secret-sidecar health`; [`install`]: `secret-sidecar install DIR`, for images without a
+//!   shell; [`dns`]: name resolution without the C library; [`reaper`]: PID 1 duty;
+//!   [`hardening`]: no core dumps; [`telemetry`]: logs.
 
 mod api;
 pub mod auth;
@@ -28,10 +30,13 @@ pub mod bash;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod dns;
 pub mod error;
 pub mod exec;
 pub mod hardening;
+pub mod install;
 pub mod mask;
+pub mod probe;
 mod ratelimit;
 pub mod reaper;
 pub mod run;

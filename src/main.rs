@@ -3,10 +3,10 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use secret_sidecar::cli::{Cli, Command, ExecArgs};
+use secret_sidecar::cli::{Cli, Command, ExecArgs, HealthArgs};
 use secret_sidecar::client;
 use secret_sidecar::config::{Config, Env, default_key_file};
-use secret_sidecar::{exec, hardening, reaper, server, telemetry};
+use secret_sidecar::{exec, hardening, install, probe, reaper, server, telemetry};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -15,6 +15,19 @@ fn main() -> ExitCode {
         Some(Command::Exec(args)) => {
             reaper::reap_if_pid1();
             return exec(args);
+        }
+        Some(Command::Health(args)) => return health(&args),
+        Some(Command::Install(args)) => {
+            return match install::install(&args.dir) {
+                Ok(path) => {
+                    println!("installed {}", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("secret-sidecar install: {e}");
+                    ExitCode::FAILURE
+                }
+            };
         }
         None => cli.serve,
     };
@@ -48,6 +61,12 @@ fn main() -> ExitCode {
         }
     };
     drop(env);
+    if config.exec.runner.shell.is_none() {
+        tracing::warn!(
+            "no shell: neither bash nor sh is on PATH, so command routes answer 503; \
+             copy the binary into the sandbox image to run commands"
+        );
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -75,6 +94,29 @@ fn exec(args: ExecArgs) -> ExitCode {
         Err(e) => {
             eprintln!("secret-sidecar exec: cannot start the runtime: {e}");
             ExitCode::from(125)
+        }
+    }
+}
+
+/// `secret-sidecar health`: exit 0 when `/ready` answers 200 within the probe's timeout.
+fn health(args: &HealthArgs) -> ExitCode {
+    let target = match probe::Target::from_args(args) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("secret-sidecar health: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+        .and_then(|rt| rt.block_on(probe::check(&target)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("secret-sidecar health: {e}");
+            ExitCode::FAILURE
         }
     }
 }

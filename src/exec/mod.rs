@@ -3,7 +3,8 @@
 //! [`Executor::run`] builds the child's environment (`env`), spawns `shell -c command` in its
 //! own process group (`child`), drives it to the end (`supervise`), masks and caps each
 //! stream (`capture`), and reports an [`ExecOutcome`]. The shell path is resolved once, at
-//! start, by [`resolve_shell`].
+//! start, by [`resolve_shell`]; without one (an image with no shell) every run is refused
+//! with [`ExecError::NoShell`].
 //!
 //! Not here: which secrets a command uses and resolving them (`secrets`), validating the
 //! request (names, `cwd`, timeout bounds), HTTP and the stream's wire format (`api`).
@@ -50,8 +51,8 @@ const MAX_TIMEOUT: Duration = Duration::from_secs(365 * 24 * 3600);
 /// The executor's part of the configuration.
 #[derive(Debug, Clone)]
 pub struct ExecConfig {
-    /// Absolute path of the shell; see [`resolve_shell`].
-    pub shell: PathBuf,
+    /// Absolute path of the shell, `None` when there is none; see [`resolve_shell`].
+    pub shell: Option<PathBuf>,
     /// Working directory when a request names none.
     pub workdir: PathBuf,
     /// Per-stream cap on collected output: the first [`HEAD_BYTES`] and the last
@@ -164,8 +165,9 @@ pub struct ExecOutcome {
 /// Why a command could not be run. Messages never contain a command, a value or a key.
 #[derive(Debug, thiserror::Error)]
 pub enum ExecError {
-    /// Neither `bash` nor `sh` is on `PATH`.
-    #[error("no shell found: neither bash nor sh is on PATH")]
+    /// Neither `bash` nor `sh` was on `PATH` at start (and no `--shell` was given): the
+    /// binary runs where it cannot run commands, e.g. its own shell-less image.
+    #[error("no shell: copy the binary into the sandbox image")]
     NoShell,
     /// The configured shell does not exist or is not executable.
     #[error("shell {0} not found or not executable")]
@@ -201,6 +203,12 @@ impl Executor {
         &self.inner.cfg
     }
 
+    /// [`ExecError::NoShell`] when commands cannot run at all, so a route can refuse before
+    /// it resolves secrets or takes a slot.
+    pub fn check_shell(&self) -> Result<(), ExecError> {
+        self.inner.cfg.shell.as_ref().map(|_| ()).ok_or(ExecError::NoShell)
+    }
+
     /// Runs `req` to completion, masking its output with `masker`.
     ///
     /// With a `sink`, output is sent there as it arrives (a full channel pauses reading, so
@@ -218,10 +226,11 @@ impl Executor {
         let started = tokio::time::Instant::now();
         let deadline = started + req.timeout.min(MAX_TIMEOUT);
         let cfg = &self.inner.cfg;
+        let shell = cfg.shell.as_deref().ok_or(ExecError::NoShell)?;
         let spawned = {
             let env = env::child_env(&self.inner.base_env, &req);
             let cwd = req.cwd.as_deref().unwrap_or(&cfg.workdir);
-            child::spawn(&cfg.shell, &req.command, cwd, &env, cfg.user.as_ref())?
+            child::spawn(shell, &req.command, cwd, &env, cfg.user.as_ref())?
         };
         drop(req);
 

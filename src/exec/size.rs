@@ -75,7 +75,8 @@ impl Executor {
         let env = env::child_env(&self.inner.base_env, req);
         let own = req.secrets.iter().map(|(n, v)| (n.as_str(), v.len()));
         let own = own.chain(req.env.iter().map(|(n, v)| (n.as_str(), v.len())));
-        check(self.inner.cfg.shell.as_os_str(), &req.command, own, &env, limits)
+        let shell = self.inner.cfg.shell.as_deref().map_or(OsStr::new(""), |s| s.as_os_str());
+        check(shell, &req.command, own, &env, limits)
     }
 }
 

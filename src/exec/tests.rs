@@ -185,6 +185,16 @@ async fn runs_in_the_requested_cwd_and_fails_generically_without_one() {
 }
 
 #[tokio::test]
+async fn without_a_shell_every_run_is_refused() {
+    let ex = Executor::new(ExecConfig { shell: None, ..config() }, Vec::new());
+    assert!(matches!(ex.check_shell(), Err(ExecError::NoShell)));
+    assert!(executor().check_shell().is_ok());
+    let e = ex.run(req("true"), no_mask(), None, CancellationToken::new()).await.expect_err("no shell");
+    assert!(matches!(e, ExecError::NoShell));
+    assert_eq!(e.to_string(), "no shell: copy the binary into the sandbox image");
+}
+
+#[tokio::test]
 async fn stdin_is_closed() {
     let start = Instant::now();
     let o = run(&executor(), req("cat; echo done")).await;

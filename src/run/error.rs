@@ -17,6 +17,9 @@ pub enum RunError {
     /// `cwd` is not an existing directory.
     #[error("cwd: must be an existing directory")]
     Cwd,
+    /// No shell was found at start, so no command can run here (the standalone image).
+    #[error("{}", ExecError::NoShell)]
+    NoShell,
     /// Every command slot is taken.
     #[error("too many commands running")]
     Busy,

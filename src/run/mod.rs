@@ -182,6 +182,8 @@ impl Runner {
     /// Checks `spec`, takes a slot, gathers and masks the secrets it uses.
     pub async fn prepare(&self, scope: &ScopeId, spec: CommandSpec) -> Result<Prepared, RunError> {
         let inner = &self.inner;
+        // Refused before anything is resolved or a slot is taken.
+        inner.executor.check_shell().map_err(|_| RunError::NoShell)?;
         let timeout = self.timeout(spec.timeout, spec.over_max)?;
         if let Some(cwd) = &spec.cwd {
             if !cwd.is_dir() {

@@ -7,6 +7,8 @@
 //! after resolution, where the answer is final. reqwest does not call a resolver for an
 //! IP-literal host, so [`AddressGuard::check_url`] covers those before a request is sent.
 //! Loopback and private ranges stay allowed: the settings server is often one of them.
+//! Names not overridden are resolved by [`crate::dns::SystemResolver`] (the hosts file, then
+//! `resolv.conf`'s name servers), never by the C library, which a static binary cannot use.
 //!
 //! Invariant: an address for which [`is_blocked`] is true is never handed to the connector.
 
@@ -15,6 +17,8 @@ use std::sync::Arc;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use url::{Host, Url};
+
+use crate::dns::SystemResolver;
 
 /// Single IPv4 addresses of cloud metadata and platform services.
 const BLOCKED_V4: &[Ipv4Addr] = &[
@@ -54,18 +58,25 @@ fn is_blocked_v4(ip: Ipv4Addr) -> bool {
 pub struct BlockedAddress;
 
 /// The guard, with the operator's host → IP overrides (like curl's `--resolve`).
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AddressGuard {
     /// Lowercased host without a trailing dot, and its address.
     overrides: Arc<Vec<(String, IpAddr)>>,
+    /// Everything not overridden.
+    system: SystemResolver,
 }
 
 impl AddressGuard {
     /// A guard that answers `overrides` (host → IP; several entries for one host give
-    /// several addresses) instead of asking DNS for those hosts.
+    /// several addresses) instead of asking the system resolver for those hosts.
     pub fn new(overrides: &[(String, IpAddr)]) -> Self {
+        Self::with_resolver(overrides, SystemResolver::system())
+    }
+
+    /// [`AddressGuard::new`] over a given resolver for the names not overridden.
+    pub fn with_resolver(overrides: &[(String, IpAddr)], system: SystemResolver) -> Self {
         let overrides = overrides.iter().map(|(host, ip)| (normalise(host), *ip)).collect();
-        Self { overrides: Arc::new(overrides) }
+        Self { overrides: Arc::new(overrides), system }
     }
 
     /// Checks what can be checked before sending: an IP-literal host (reqwest never resolves
@@ -91,7 +102,7 @@ impl AddressGuard {
         self.overrides.iter().filter(|(h, _)| h == host).map(|(_, ip)| *ip).collect()
     }
 
-    /// Resolves `host` (overrides first, then the system resolver) and drops blocked
+    /// Resolves `host` (overrides first, then the hosts file and DNS) and drops blocked
     /// addresses; refuses when nothing else is left.
     async fn resolve_host(
         &self,
@@ -100,8 +111,7 @@ impl AddressGuard {
         let host = normalise(host);
         let mut ips = self.overridden(&host);
         if ips.is_empty() {
-            // Port 0: the connector substitutes the URL's port.
-            ips = tokio::net::lookup_host((host.as_str(), 0)).await?.map(|a| a.ip()).collect();
+            ips = self.system.lookup(&host).await?;
         }
         if ips.is_empty() {
             return Err("name resolved to no address".into());
@@ -212,5 +222,19 @@ mod tests {
         assert!(err.downcast_ref::<BlockedAddress>().is_some(), "{err}");
         assert_eq!(err.to_string(), "address is blocked");
         assert!(guard.resolve_host("localhost").await.unwrap().iter().all(|ip| ip.is_loopback()));
+    }
+
+    #[tokio::test]
+    async fn names_from_the_hosts_file_are_guarded_too() {
+        let dir = std::env::temp_dir().join(format!("sidecar-guard-hosts-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let hosts = dir.join("hosts");
+        std::fs::write(&hosts, "127.0.0.1 settings.test\n169.254.169.254 metadata.test\n").unwrap();
+        let system = SystemResolver::from_files(&hosts, &dir.join("no-resolv.conf"));
+        let guard = AddressGuard::with_resolver(&[], system);
+        assert_eq!(guard.resolve_host("settings.test").await.unwrap(), vec![ip("127.0.0.1")]);
+        let err = guard.resolve_host("metadata.test").await.unwrap_err();
+        assert!(err.downcast_ref::<BlockedAddress>().is_some(), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

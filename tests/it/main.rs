@@ -22,3 +22,4 @@ mod root;
 mod router;
 mod secrets_api;
 mod slow_clients;
+mod standalone;
