@@ -54,7 +54,7 @@ pub struct ServeArgs {
 
     /// File holding an accepted API key; if no key is configured anywhere, a new one is
     /// generated into it [default: $XDG_RUNTIME_DIR/secret-sidecar/api-key, else
-    /// $TMPDIR/secret-sidecar-<uid>/api-key].
+    /// $TMPDIR/secret-sidecar-UID/api-key].
     #[arg(long, env = "SECRET_SIDECAR_API_KEY_FILE")]
     pub api_key_file: Option<PathBuf>,
 

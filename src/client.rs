@@ -2,7 +2,7 @@
 //! its masked output to this process's stdout and stderr, and exits with the command's code
 //! (124 when it timed out, 125 when the sidecar or HTTP failed).
 //!
-//! The command text it sends is built by [`command_text`]: the words after `--` are each
+//! The command text it sends is built by `command_text`: the words after `--` are each
 //! single-quoted, so `exec -- sh -c 'echo "$X"'` runs exactly that argv and a word such as
 //! `$(touch x)` stays a word; shell text is only ever what `-c` gives. The options themselves
 //! are [`crate::cli::ExecArgs`].

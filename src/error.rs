@@ -21,7 +21,7 @@ use crate::secrets::source::EntryError;
 /// A field of a request that is well-formed but invalid: where, and which rule it broke.
 #[derive(Debug, thiserror::Error)]
 #[error("{loc}: {msg}")]
-pub struct FieldError {
+pub(crate) struct FieldError {
     /// The field path (`timeout`, `env.NAME`, `id`).
     pub loc: Cow<'static, str>,
     /// The rule, in words of our own (never the submitted value).
@@ -30,14 +30,14 @@ pub struct FieldError {
 
 impl FieldError {
     /// A field error at `loc`.
-    pub fn new(loc: impl Into<Cow<'static, str>>, msg: impl Into<Cow<'static, str>>) -> Self {
+    pub(crate) fn new(loc: impl Into<Cow<'static, str>>, msg: impl Into<Cow<'static, str>>) -> Self {
         Self { loc: loc.into(), msg: msg.into() }
     }
 }
 
 /// What a 404 did not find.
 #[derive(Debug, Clone, Copy, thiserror::Error)]
-pub enum NotFound {
+pub(crate) enum NotFound {
     #[error("Not Found")]
     Route,
     #[error("bash event not found")]
@@ -46,7 +46,7 @@ pub enum NotFound {
 
 /// A failure inside the service; answered 503 with a generic body, its cause logged once.
 #[derive(Debug, thiserror::Error)]
-pub enum Internal {
+pub(crate) enum Internal {
     #[error("masking failed")]
     Mask(#[source] crate::mask::MaskError),
     #[error("a background task failed")]
@@ -59,7 +59,7 @@ pub enum Internal {
 
 /// An error answer of the HTTP API.
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(crate) enum ApiError {
     /// 400: `X-Forwarded-For` or `Forwarded` present.
     #[error("forwarded requests are not accepted")]
     Forwarded,
@@ -124,7 +124,7 @@ pub enum ApiError {
 
 impl ApiError {
     /// The status code of this error.
-    pub fn status(&self) -> StatusCode {
+    pub(crate) fn status(&self) -> StatusCode {
         match self {
             Self::Forwarded
             | Self::ForeignHost

@@ -4,7 +4,7 @@
 //!
 //! It speaks just enough HTTP/1.1 to read one status line, over TCP or the sidecar's unix
 //! socket, and gives up after [`TIMEOUT`]. Names in `--url` go through
-//! [`crate::dns::SystemResolver`]. The default target is derived from the listen address the
+//! `dns::SystemResolver`. The default target is derived from the listen address the
 //! sidecar is configured with (`SECRET_SIDECAR_LISTEN`), a wildcard address being probed on
 //! loopback.
 //!

@@ -5,7 +5,7 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// A token bucket: `rate` requests per second, bursts up to twice that.
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     rate: f64,
     burst: f64,
     // std lock: a few arithmetic operations, never held across `.await`.
@@ -14,13 +14,13 @@ pub struct RateLimit {
 
 impl RateLimit {
     /// A full bucket.
-    pub fn new(rate_per_second: u32) -> Self {
+    pub(crate) fn new(rate_per_second: u32) -> Self {
         let rate = f64::from(rate_per_second.max(1));
         Self { rate, burst: rate * 2.0, bucket: Mutex::new((rate * 2.0, Instant::now())) }
     }
 
     /// Takes a token, or says how long until one is available.
-    pub fn take(&self) -> Result<(), Duration> {
+    pub(crate) fn take(&self) -> Result<(), Duration> {
         let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * self.rate).min(self.burst);

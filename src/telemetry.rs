@@ -14,7 +14,7 @@ use crate::cli::LogFormat;
 const SILENCED: &[&str] =
     &["hyper=off", "hyper_util=off", "reqwest=off", "h2=off", "rustls=off", "tower=off"];
 
-/// The operator's filter plus [`SILENCED`]; an unparsable filter is an error naming it.
+/// The operator's filter plus `SILENCED`; an unparsable filter is an error naming it.
 pub fn filter(directives: &str) -> Result<EnvFilter, String> {
     let mut all = directives.to_owned();
     for s in SILENCED {

@@ -9,14 +9,14 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
 
 /// NDJSON frames as a body stream.
-pub struct FrameStream {
+pub(super) struct FrameStream {
     rx: mpsc::Receiver<Bytes>,
     _cancel_on_drop: DropGuard,
 }
 
 impl FrameStream {
     /// Streams what `rx` yields; `cancel` is cancelled when the stream is dropped.
-    pub fn new(rx: mpsc::Receiver<Bytes>, cancel: CancellationToken) -> Self {
+    pub(super) fn new(rx: mpsc::Receiver<Bytes>, cancel: CancellationToken) -> Self {
         Self { rx, _cancel_on_drop: cancel.drop_guard() }
     }
 }

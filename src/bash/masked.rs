@@ -20,11 +20,11 @@ use super::store::EventPage;
 use crate::mask::Masker;
 
 /// What stands in an event for a text that could not be masked.
-pub const WITHHELD: &str = "[withheld: masking failed]";
+pub(crate) const WITHHELD: &str = "[withheld: masking failed]";
 
 /// A copy of `event` with every text masked by `masker`. The flag tells whether a text had
 /// to be withheld (the caller logs it, once per answer).
-pub fn mask_event(event: &BashEvent, masker: &Masker) -> (BashEvent, bool) {
+pub(crate) fn mask_event(event: &BashEvent, masker: &Masker) -> (BashEvent, bool) {
     mask_event_with(event, |text| masker.mask(text).ok())
 }
 
@@ -58,7 +58,7 @@ fn mask_event_with(event: &BashEvent, mask: impl Fn(&[u8]) -> Option<Vec<u8>>) -
 
 /// A search page that masks each event as it is serialized, so an answer never holds a
 /// second copy of the whole page. Serializes as [`EventPage`] does.
-pub struct MaskedPage<'a> {
+pub(crate) struct MaskedPage<'a> {
     page: &'a EventPage,
     masker: &'a Masker,
     failed: Cell<bool>,
@@ -66,12 +66,12 @@ pub struct MaskedPage<'a> {
 
 impl<'a> MaskedPage<'a> {
     /// `page`, to be masked with `masker` when serialized.
-    pub fn new(page: &'a EventPage, masker: &'a Masker) -> Self {
+    pub(crate) fn new(page: &'a EventPage, masker: &'a Masker) -> Self {
         MaskedPage { page, masker, failed: Cell::new(false) }
     }
 
     /// Whether serializing it had to withhold a text.
-    pub fn withheld(&self) -> bool {
+    pub(crate) fn withheld(&self) -> bool {
         self.failed.get()
     }
 }

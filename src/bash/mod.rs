@@ -7,18 +7,17 @@
 //! [`EventWriter`], which cuts it with an [`OutputSplitter`] and keeps it bounded in the
 //! [`EventStore`]; the handlers read the store and mask what they read.
 
-pub mod masked;
-pub mod model;
-pub mod query;
-pub mod split;
-pub mod store;
-pub mod timestamp;
-pub mod writer;
+pub(crate) mod masked;
+pub(crate) mod model;
+pub(crate) mod query;
+pub(crate) mod split;
+pub(crate) mod store;
+pub(crate) mod timestamp;
+pub(crate) mod writer;
 
-pub use masked::{MaskedPage, mask_event};
-pub use model::{BashCommand, BashEvent, BashOutput, EventKind};
-pub use query::{SearchError, SearchQuery, SortOrder};
-pub use split::{OutputSplitter, Stream};
-pub use store::{EventPage, EventStore, StoreError};
-pub use timestamp::Timestamp;
-pub use writer::{EventWriter, OutputBudget};
+pub(crate) use masked::{MaskedPage, mask_event};
+pub(crate) use model::{BashCommand, BashEvent, BashOutput};
+pub(crate) use query::{SearchError, SearchQuery};
+pub(crate) use split::Stream;
+pub(crate) use store::EventStore;
+pub(crate) use writer::{EventWriter, OutputBudget};

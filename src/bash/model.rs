@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::timestamp::Timestamp;
 
 /// The reference's default command timeout, in seconds.
-pub const DEFAULT_TIMEOUT_SECS: u64 = 300;
+pub(crate) const DEFAULT_TIMEOUT_SECS: u64 = 300;
 
 /// Bytes charged for an event's fixed fields (ids, timestamp, numbers) on top of its text.
 const EVENT_OVERHEAD_BYTES: usize = 128;

@@ -17,7 +17,7 @@ use super::model::{BashEvent, EventKind};
 use super::timestamp::Timestamp;
 
 /// The largest and default page size, as the reference.
-pub const MAX_LIMIT: usize = 100;
+pub(crate) const MAX_LIMIT: usize = 100;
 
 /// How search results are ordered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -20,11 +20,11 @@ use uuid::Uuid;
 use super::model::BashOutput;
 
 /// The reference's `MAX_CONTENT_CHAR_LENGTH`: characters per intermediate output event.
-pub const MAX_CONTENT_CHARS: usize = 1024 * 1024;
+pub(crate) const MAX_CONTENT_CHARS: usize = 1024 * 1024;
 
 /// Turns a command's stdout and stderr text, as it arrives, into numbered [`BashOutput`]s.
 #[derive(Debug)]
-pub struct OutputSplitter {
+pub(crate) struct OutputSplitter {
     command_id: Uuid,
     max_chars: usize,
     next_order: u64,
@@ -34,7 +34,7 @@ pub struct OutputSplitter {
 
 /// Which stream a piece of text came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Stream {
+pub(crate) enum Stream {
     /// Standard output.
     Stdout,
     /// Standard error.
@@ -50,12 +50,12 @@ struct Buffer {
 
 impl OutputSplitter {
     /// A splitter for the outputs of `command_id`, cutting at the reference's 1 MiB of chars.
-    pub fn new(command_id: Uuid) -> Self {
+    pub(crate) fn new(command_id: Uuid) -> Self {
         Self::with_max_chars(command_id, MAX_CONTENT_CHARS)
     }
 
     /// A splitter that cuts at `max_chars` characters (at least 1; 0 is taken as 1).
-    pub fn with_max_chars(command_id: Uuid, max_chars: usize) -> Self {
+    pub(crate) fn with_max_chars(command_id: Uuid, max_chars: usize) -> Self {
         OutputSplitter {
             command_id,
             max_chars: max_chars.max(1),
@@ -66,18 +66,20 @@ impl OutputSplitter {
     }
 
     /// Adds standard output text; returns the full chunks now due, in order (often none).
-    pub fn push_stdout(&mut self, text: &str) -> Vec<BashOutput> {
+    #[cfg(test)]
+    pub(crate) fn push_stdout(&mut self, text: &str) -> Vec<BashOutput> {
         self.push(Stream::Stdout, text)
     }
 
     /// Adds standard error text; returns the full chunks now due, in order (often none).
-    pub fn push_stderr(&mut self, text: &str) -> Vec<BashOutput> {
+    #[cfg(test)]
+    pub(crate) fn push_stderr(&mut self, text: &str) -> Vec<BashOutput> {
         self.push(Stream::Stderr, text)
     }
 
     /// The pending text of `stream` as one output (with only that stream set), or `None` when
     /// there is none. Never more than the chunk size: a full chunk is cut as soon as it fills.
-    pub fn flush(&mut self, stream: Stream) -> Option<BashOutput> {
+    pub(crate) fn flush(&mut self, stream: Stream) -> Option<BashOutput> {
         let buffer = self.buffer(stream);
         if buffer.text.is_empty() {
             return None;
@@ -88,23 +90,23 @@ impl OutputSplitter {
     }
 
     /// Whether either stream has text that no output holds yet.
-    pub fn has_pending(&self) -> bool {
+    pub(crate) fn has_pending(&self) -> bool {
         !self.stdout.text.is_empty() || !self.stderr.text.is_empty()
     }
 
     /// The command whose outputs this splitter makes.
-    pub fn command_id(&self) -> Uuid {
+    pub(crate) fn command_id(&self) -> Uuid {
         self.command_id
     }
 
     /// The `order` the next output will get.
-    pub fn next_order(&self) -> u64 {
+    pub(crate) fn next_order(&self) -> u64 {
         self.next_order
     }
 
     /// The final output: the remaining text of both streams (`None` where empty) and
     /// `exit_code` (`-1` for a timeout, as the reference).
-    pub fn finish(self, exit_code: i32) -> BashOutput {
+    pub(crate) fn finish(self, exit_code: i32) -> BashOutput {
         let remaining = |buffer: Buffer| Some(buffer.text).filter(|text| !text.is_empty());
         BashOutput {
             exit_code: Some(exit_code),
@@ -115,7 +117,7 @@ impl OutputSplitter {
     }
 
     /// Adds text of `stream`; returns the full chunks now due, in order (often none).
-    pub fn push(&mut self, stream: Stream, text: &str) -> Vec<BashOutput> {
+    pub(crate) fn push(&mut self, stream: Stream, text: &str) -> Vec<BashOutput> {
         let max_chars = self.max_chars;
         let buffer = self.buffer(stream);
         buffer.text.push_str(text);

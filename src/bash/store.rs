@@ -28,10 +28,10 @@ use super::model::{BashCommand, BashEvent, BashOutput};
 use super::query::{SearchError, SearchQuery, SortOrder};
 
 /// Default bound on the number of stored events.
-pub const DEFAULT_MAX_EVENTS: usize = 10_000;
+pub(crate) const DEFAULT_MAX_EVENTS: usize = 10_000;
 
 /// Default bound on the bytes of stored events (64 MiB: 64 full 1 MiB output chunks).
-pub const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// One page of search results, serialized as the reference's `BashEventPage`:
 /// `{"items": [...], "next_page_id": str|null}`.

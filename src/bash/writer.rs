@@ -28,12 +28,12 @@ use super::store::EventStore;
 
 /// Most outputs kept on each side of the gap, per stream. Outputs cost memory beyond their
 /// text; past this many, the oldest tail outputs go, or the head closes early.
-pub const MAX_OUTPUTS_PER_SIDE: usize = 1024;
+pub(crate) const MAX_OUTPUTS_PER_SIDE: usize = 1024;
 
 /// How much of each stream a command's events keep: `head` bytes from the start and `tail`
 /// bytes from the end (see `crate::exec::head_and_tail`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct OutputBudget {
+pub(crate) struct OutputBudget {
     /// Bytes kept from the start of each stream.
     pub head: usize,
     /// Bytes kept from the end of each stream.
@@ -41,12 +41,12 @@ pub struct OutputBudget {
 }
 
 /// The text that stands for `dropped` bytes of output in the gap between head and tail.
-pub fn gap_marker(dropped: u64) -> String {
+pub(crate) fn gap_marker(dropped: u64) -> String {
     format!("\n[... {dropped} bytes of output dropped ...]\n")
 }
 
 /// Stores one running command's output as bounded [`BashOutput`] events.
-pub struct EventWriter {
+pub(crate) struct EventWriter {
     store: Arc<EventStore>,
     command_id: Uuid,
     splitter: OutputSplitter,
@@ -80,12 +80,16 @@ struct Kept {
 
 impl EventWriter {
     /// A writer for the command `command_id`, which must have been begun in `store`.
-    pub fn new(store: Arc<EventStore>, command_id: Uuid, budget: OutputBudget) -> Self {
+    pub(crate) fn new(store: Arc<EventStore>, command_id: Uuid, budget: OutputBudget) -> Self {
         Self::with_splitter(store, OutputSplitter::new(command_id), budget)
     }
 
     /// Like [`new`](Self::new), with a splitter of its own (a smaller chunk size, in tests).
-    pub fn with_splitter(store: Arc<EventStore>, splitter: OutputSplitter, budget: OutputBudget) -> Self {
+    pub(crate) fn with_splitter(
+        store: Arc<EventStore>,
+        splitter: OutputSplitter,
+        budget: OutputBudget,
+    ) -> Self {
         let command_id = splitter.command_id();
         EventWriter {
             store,
@@ -97,7 +101,7 @@ impl EventWriter {
     }
 
     /// Adds masked text of `stream`, storing the outputs that are due.
-    pub fn push(&mut self, stream: Stream, text: &str) {
+    pub(crate) fn push(&mut self, stream: Stream, text: &str) {
         let mut text = text;
         if let Some(left) = self.side(stream).head_left {
             let fit = floor_char_boundary(text, left);
@@ -119,12 +123,12 @@ impl EventWriter {
     }
 
     /// Whether some text waits for [`flush`](Self::flush) (or a full chunk, or the end).
-    pub fn has_pending(&self) -> bool {
+    pub(crate) fn has_pending(&self) -> bool {
         self.splitter.has_pending()
     }
 
     /// Stores the pending text of both streams at once.
-    pub fn flush(&mut self) {
+    pub(crate) fn flush(&mut self) {
         for stream in [Stream::Stdout, Stream::Stderr] {
             if let Some(output) = self.splitter.flush(stream) {
                 match self.side(stream).head_left {
@@ -138,7 +142,7 @@ impl EventWriter {
     /// Stores the final output, with `exit_code` and `note` (a line of ours) after the
     /// stderr text, and marks the command finished. Returns the final output as
     /// `execute_bash_command` answers it: holding all the text each stream keeps.
-    pub fn finish(mut self, exit_code: i32, note: Option<&str>) -> BashOutput {
+    pub(crate) fn finish(mut self, exit_code: i32, note: Option<&str>) -> BashOutput {
         // Text past the head goes out as a tail output of its own, so the final output holds
         // only what is left of a head that never filled, and is never trimmed.
         for stream in [Stream::Stdout, Stream::Stderr] {
@@ -170,7 +174,7 @@ impl EventWriter {
     /// Stores the reference's error output (exit code -1, `detail` in stderr) as the final
     /// one, after whatever was stored before, and marks the command finished. Pending text is
     /// discarded. `detail` must already be masked.
-    pub fn fail(self, detail: &str) -> BashOutput {
+    pub(crate) fn fail(self, detail: &str) -> BashOutput {
         let last =
             BashOutput { order: self.splitter.next_order(), ..BashOutput::error(self.command_id, detail) };
         if let Err(e) = self.store.finish(last.clone()) {

@@ -9,7 +9,7 @@
 //! option at fault, never repeating a key or a credential-bearing URL.
 //!
 //! The jobs are split by what they configure: [`env`] (the snapshot and the key rules),
-//! [`lookup`] (origins, fetching, caching, discovery) and [`exec`] (commands).
+//! `lookup` (origins, fetching, caching, discovery) and `exec` (commands).
 
 mod env;
 mod exec;

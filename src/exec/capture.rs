@@ -30,7 +30,7 @@ pub fn head_and_tail(max: usize) -> (usize, usize) {
 }
 
 /// One stream's masking state and destination.
-pub struct StreamOutput {
+pub(super) struct StreamOutput {
     stream: Stream,
     /// `None` once finished or failed.
     masker: Option<StreamMasker>,
@@ -42,7 +42,7 @@ pub struct StreamOutput {
 impl StreamOutput {
     /// A stream masked with `masker`; collected under a cap of `collect_max` bytes when given,
     /// else handed out as chunks.
-    pub fn new(stream: Stream, masker: Arc<Masker>, collect_max: Option<usize>) -> Self {
+    pub(super) fn new(stream: Stream, masker: Arc<Masker>, collect_max: Option<usize>) -> Self {
         Self {
             stream,
             masker: Some(StreamMasker::new(masker)),
@@ -52,25 +52,25 @@ impl StreamOutput {
     }
 
     /// Masks `raw`; returns the chunk to stream, if any (never in collecting mode).
-    pub fn push(&mut self, raw: &[u8]) -> Option<Chunk> {
+    pub(super) fn push(&mut self, raw: &[u8]) -> Option<Chunk> {
         let masked = self.masker.as_mut()?.push(raw);
         self.accept(masked)
     }
 
     /// Flushes what the masker held back; call at end of stream. Idempotent.
-    pub fn finish(&mut self) -> Option<Chunk> {
+    pub(super) fn finish(&mut self) -> Option<Chunk> {
         let masked = self.masker.take()?.finish();
         self.accept(masked)
     }
 
     /// Whether masking failed on this stream.
-    pub fn failed(&self) -> bool {
+    pub(super) fn failed(&self) -> bool {
         self.failed
     }
 
     /// The collected text and the number of bytes the cap dropped; [`WITHHELD`] after a
     /// masking failure; empty in streaming mode.
-    pub fn into_collected(mut self) -> (String, u64) {
+    pub(super) fn into_collected(mut self) -> (String, u64) {
         let _ = self.finish();
         match (self.failed, self.collected) {
             (true, _) => (WITHHELD.to_owned(), 0),

@@ -20,7 +20,7 @@ use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 use super::{CommandUser, ExecError};
 
 /// A spawned command: the shell, its pipes, and the guard over its process group.
-pub struct Spawned {
+pub(super) struct Spawned {
     /// The shell (killed on drop; its group is the guard's job).
     pub child: Child,
     /// Read end of the shell's standard output.
@@ -33,7 +33,7 @@ pub struct Spawned {
 
 /// Starts `shell -c command` in `cwd` with exactly `env`, stdin closed, stdout and stderr
 /// piped, in a new process group whose id is the child's pid; as `user` when given.
-pub fn spawn(
+pub(super) fn spawn(
     shell: &Path,
     command: &str,
     cwd: &Path,
@@ -70,7 +70,7 @@ pub fn spawn(
 
 /// Whether a process group still has a member that can run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Group {
+pub(super) enum Group {
     /// At least one member is alive (or could not be checked).
     Alive,
     /// No member, or only zombies.
@@ -78,25 +78,25 @@ pub enum Group {
 }
 
 /// Kills the child's process group on drop unless the group was seen gone.
-pub struct GroupGuard {
+pub(super) struct GroupGuard {
     pgid: i32,
     armed: bool,
 }
 
 impl GroupGuard {
     /// The process group id (the shell's pid).
-    pub fn pgid(&self) -> i32 {
+    pub(super) fn pgid(&self) -> i32 {
         self.pgid
     }
 
     /// Stops guarding: the group will not be signalled again, not even on drop.
-    pub fn disarm(&mut self) {
+    pub(super) fn disarm(&mut self) {
         self.armed = false;
     }
 
     /// Sends `signal` to every member of the group. Returns [`Group::Gone`] when the group has
     /// no members left (and disarms the guard), so a caller never signals a reused id later.
-    pub fn signal(&mut self, signal: i32) -> Group {
+    pub(super) fn signal(&mut self, signal: i32) -> Group {
         if !self.armed {
             return Group::Gone;
         }
@@ -111,7 +111,7 @@ impl GroupGuard {
 
     /// Checks whether any member can still run. A group made only of zombies (members that
     /// died and wait for a parent, perhaps a PID 1 that never reaps) counts as gone.
-    pub fn check(&mut self) -> Group {
+    pub(super) fn check(&mut self) -> Group {
         if self.signal(0) == Group::Gone {
             return Group::Gone;
         }
@@ -168,7 +168,7 @@ fn parse_stat(stat: &[u8]) -> Option<(u8, i32)> {
 
 /// `(exit_code, signal)`: the code for a normal exit, `128 + n` and `Some(n)` for death by
 /// signal `n`.
-pub fn exit_code(status: ExitStatus) -> (i32, Option<i32>) {
+pub(super) fn exit_code(status: ExitStatus) -> (i32, Option<i32>) {
     match (status.code(), status.signal()) {
         (Some(code), _) => (code, None),
         (None, Some(sig)) => (128 + sig, Some(sig)),

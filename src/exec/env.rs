@@ -37,7 +37,7 @@ const AI_AGENT: (&str, &str) = ("AI_AGENT", "openhands");
 
 /// The static part: `process_env` (or its pristine subset) minus the forbidden variables and
 /// every `strip_env` name. Order is kept; later duplicates win in [`child_env`].
-pub fn base_env(
+pub(super) fn base_env(
     process_env: Vec<(OsString, OsString)>,
     pristine: bool,
     strip_env: &[String],
@@ -52,7 +52,7 @@ pub fn base_env(
 /// The per-request part: `base` minus `req.scrub_names` and every variable whose value contains
 /// one of `req.scrub_values` (those of at least [`MIN_SCRUB_LEN`] bytes), then `AI_AGENT` if
 /// unset or blank, then `req.env`, then `req.secrets`; a later entry replaces an earlier one.
-pub fn child_env<'a>(
+pub(super) fn child_env<'a>(
     base: &'a [(OsString, OsString)],
     req: &'a ExecRequest,
 ) -> BTreeMap<&'a OsStr, &'a OsStr> {

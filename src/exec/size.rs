@@ -31,7 +31,7 @@ const ARG_PAGES: usize = 32;
 pub struct ArgLimits {
     /// Longest single argument or `NAME=value` string, its NUL included.
     pub per_string: usize,
-    /// Most bytes of strings and pointers together, less [`HEADROOM`].
+    /// Most bytes of strings and pointers together, less `HEADROOM`.
     pub total: usize,
 }
 

@@ -41,7 +41,7 @@ const FINAL_READS: usize = 16;
 
 /// How a command ended.
 #[derive(Debug)]
-pub enum Ending {
+pub(super) enum Ending {
     /// The shell exited (by itself or by a signal not sent on a deadline or cancellation).
     Exited(ExitStatus),
     /// The deadline passed first.
@@ -80,7 +80,7 @@ impl Outlet<'_> {
 
 /// Drives `spawned` to its end, feeding its output to `out` and `err` (and their chunks to
 /// `sink`). Returns once the process group is gone (or survived `SIGKILL` for [`KILL_WAIT`]).
-pub async fn supervise(
+pub(super) async fn supervise(
     spawned: Spawned,
     out: &mut StreamOutput,
     err: &mut StreamOutput,

@@ -10,7 +10,7 @@ use super::fit::TooLarge;
 
 /// Why a command did not run.
 #[derive(Debug, thiserror::Error)]
-pub enum RunError {
+pub(crate) enum RunError {
     /// `timeout` is 0 or over the bound, where the route refuses rather than clamps.
     #[error("timeout: must be a whole number of seconds from 1 to {max}")]
     Timeout { max: u64 },

@@ -20,7 +20,7 @@ const MAX_NAMES: usize = 32;
 
 /// What does not fit; names only, never a value.
 #[derive(Debug, thiserror::Error)]
-pub enum TooLarge {
+pub(crate) enum TooLarge {
     #[error(
         "secret {name} cannot be exported: it is longer than the system allows for one environment variable ({limit} bytes)"
     )]
@@ -35,7 +35,7 @@ pub enum TooLarge {
 
 /// The secrets a too-large environment held, for the message.
 #[derive(Debug)]
-pub struct Exported(Vec<String>);
+pub(crate) struct Exported(Vec<String>);
 
 impl fmt::Display for Exported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -55,7 +55,7 @@ impl fmt::Display for Exported {
 /// Drops secrets named in `optional` (the implicit ones; every one with `on_missing: "skip"`)
 /// from `req` until it can be started, adding their names to `skipped` (kept sorted); an
 /// error names what is too large and cannot be dropped.
-pub fn fit(
+pub(super) fn fit(
     executor: &Executor,
     req: &mut ExecRequest,
     optional: &[String],
@@ -107,7 +107,7 @@ fn exported(names: Vec<String>) -> Exported {
 
 /// `E2BIG` at spawn (the limits changed since [`fit`], or the estimate missed) is a
 /// [`TooLarge`] naming the `exported` secrets; anything else stays an [`ExecError`].
-pub fn spawn_too_large(e: ExecError, exported_names: &[String]) -> Result<TooLarge, ExecError> {
+pub(super) fn spawn_too_large(e: ExecError, exported_names: &[String]) -> Result<TooLarge, ExecError> {
     match &e {
         ExecError::Spawn(io) if io.raw_os_error() == Some(libc::E2BIG) => {
             Ok(TooLarge::Total(exported(exported_names.to_vec())))

@@ -36,15 +36,14 @@ use crate::secrets::select::Requested;
 use crate::secrets::session_key::SessionKey;
 use crate::secrets::value::SecretValue;
 
-pub use error::RunError;
-pub use fit::TooLarge;
+pub(crate) use error::RunError;
 
 /// A command's timeout when the request names none (*(ref)*).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The command bounds, from configuration.
 #[derive(Clone, Debug)]
-pub struct Bounds {
+pub(crate) struct Bounds {
     /// Largest `timeout` a command may have (`--max-timeout`).
     pub max_timeout: Duration,
     /// Refuse (424) to export a value too short to be masked.
@@ -55,7 +54,7 @@ pub struct Bounds {
 
 /// What to do with a `timeout` over the bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OverMax {
+pub(crate) enum OverMax {
     /// Refuse the request (our routes: 422).
     Refuse,
     /// Cut it to the bound (the reference's bash routes).
@@ -64,7 +63,7 @@ pub enum OverMax {
 
 /// What to do with an explicit secret that cannot be exported.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum OnMissing {
+pub(crate) enum OnMissing {
     /// Refuse the command (424).
     Fail,
     /// Run without it, listing it in `skipped`.
@@ -73,7 +72,7 @@ pub enum OnMissing {
 
 /// One command as a route received it, already parsed from its wire format.
 #[derive(Debug)]
-pub struct CommandSpec {
+pub(crate) struct CommandSpec {
     /// Shell text, run as `shell -c command`.
     pub command: String,
     /// Working directory; `None` = the configured default.
@@ -89,14 +88,14 @@ pub struct CommandSpec {
 
 /// Which secrets a command got, sorted by name.
 #[derive(Clone, Debug, Default)]
-pub struct Report {
+pub(crate) struct Report {
     pub exported: Vec<String>,
     pub skipped: Vec<String>,
     pub stale: Vec<String>,
 }
 
 /// A command ready to run: its secrets gathered and masked, its slot taken.
-pub struct Prepared {
+pub(crate) struct Prepared {
     request: ExecRequest,
     masker: Arc<Masker>,
     report: Report,
@@ -105,35 +104,35 @@ pub struct Prepared {
 
 impl Prepared {
     /// The secrets the command gets.
-    pub fn report(&self) -> &Report {
+    pub(crate) fn report(&self) -> &Report {
         &self.report
     }
 
     /// The masker for everything the command prints (every value held so far).
-    pub fn masker(&self) -> &Arc<Masker> {
+    pub(crate) fn masker(&self) -> &Arc<Masker> {
         &self.masker
     }
 
     /// The command text (to echo it, masked, in a bash event).
-    pub fn command(&self) -> &str {
+    pub(crate) fn command(&self) -> &str {
         &self.request.command
     }
 
     /// The timeout the command runs with.
-    pub fn timeout(&self) -> Duration {
+    pub(crate) fn timeout(&self) -> Duration {
         self.request.timeout
     }
 }
 
 /// A command that ran.
-pub struct Finished {
+pub(crate) struct Finished {
     pub report: Report,
     pub outcome: ExecOutcome,
 }
 
 /// The pipeline. Cheap to clone.
 #[derive(Clone)]
-pub struct Runner {
+pub(crate) struct Runner {
     inner: Arc<Inner>,
 }
 
@@ -150,7 +149,7 @@ struct Inner {
 }
 
 /// The components the pipeline drives.
-pub struct Parts {
+pub(crate) struct Parts {
     pub registry: Arc<Registry>,
     pub resolver: Resolver,
     pub executor: Executor,
@@ -161,7 +160,7 @@ pub struct Parts {
 
 impl Runner {
     /// A pipeline over `parts`, running at most `max_concurrent` commands at once.
-    pub fn new(parts: Parts, bounds: Bounds, max_concurrent: usize) -> Self {
+    pub(crate) fn new(parts: Parts, bounds: Bounds, max_concurrent: usize) -> Self {
         let Parts { registry, resolver, executor, masks, keys, session_key } = parts;
         let slots = Arc::new(Semaphore::new(max_concurrent));
         Self {
@@ -170,17 +169,17 @@ impl Runner {
     }
 
     /// The command bounds.
-    pub fn bounds(&self) -> &Bounds {
+    pub(crate) fn bounds(&self) -> &Bounds {
         &self.inner.bounds
     }
 
     /// The executor's per-stream output cap (`--max-output-bytes`).
-    pub fn max_output_bytes(&self) -> usize {
+    pub(crate) fn max_output_bytes(&self) -> usize {
         self.inner.executor.config().max_output_bytes
     }
 
     /// Checks `spec`, takes a slot, gathers and masks the secrets it uses.
-    pub async fn prepare(&self, scope: &ScopeId, spec: CommandSpec) -> Result<Prepared, RunError> {
+    pub(crate) async fn prepare(&self, scope: &ScopeId, spec: CommandSpec) -> Result<Prepared, RunError> {
         let inner = &self.inner;
         // Refused before anything is resolved or a slot is taken.
         inner.executor.check_shell().map_err(|_| RunError::NoShell)?;
@@ -225,7 +224,7 @@ impl Runner {
     /// Runs a prepared command to its end. With a `sink`, output goes there as it arrives;
     /// `cancel` (client gone, shutdown) ends it like a timeout. The slot is freed when this
     /// returns.
-    pub async fn run(
+    pub(crate) async fn run(
         &self,
         prepared: Prepared,
         sink: Option<Sender<Chunk>>,
@@ -248,7 +247,7 @@ impl Runner {
     /// workers; returns once they are masked. Values shorter than `--mask-min-length` cannot
     /// be masked and are skipped (listings report them `masked: false`); any other failure
     /// fails closed.
-    pub async fn remember<'a>(
+    pub(crate) async fn remember<'a>(
         &self,
         scope: &ScopeId,
         values: impl IntoIterator<Item = (&'a str, &'a SecretValue)>,

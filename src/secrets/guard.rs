@@ -7,7 +7,7 @@
 //! after resolution, where the answer is final. reqwest does not call a resolver for an
 //! IP-literal host, so [`AddressGuard::check_url`] covers those before a request is sent.
 //! Loopback and private ranges stay allowed: the settings server is often one of them.
-//! Names not overridden are resolved by [`crate::dns::SystemResolver`] (the hosts file, then
+//! Names not overridden are resolved by `dns::SystemResolver` (the hosts file, then
 //! `resolv.conf`'s name servers), never by the C library, which a static binary cannot use.
 //!
 //! Invariant: an address for which [`is_blocked`] is true is never handed to the connector.

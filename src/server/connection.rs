@@ -32,7 +32,7 @@ use tower::ServiceExt;
 
 /// The per-connection deadlines.
 #[derive(Clone, Copy, Debug)]
-pub struct Deadlines {
+pub(super) struct Deadlines {
     /// From a request's first byte (or the connection's opening) to its complete head.
     pub header: Duration,
     /// From the end of the last response to the first byte of the next request.
@@ -41,7 +41,7 @@ pub struct Deadlines {
 
 /// Serves `app` on `io` until the client closes, a deadline passes, or `shutdown` is
 /// cancelled and the request in flight (if any) has been answered.
-pub async fn serve<IO>(io: IO, app: Router, deadlines: Deadlines, shutdown: CancellationToken)
+pub(super) async fn serve<IO>(io: IO, app: Router, deadlines: Deadlines, shutdown: CancellationToken)
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
