@@ -61,7 +61,7 @@ fn main() -> ExitCode {
         }
     };
     drop(env);
-    if config.exec.runner.shell.is_none() {
+    if config.exec.shell.is_none() {
         tracing::warn!(
             "no shell: neither bash nor sh is on PATH, so command routes answer 503; \
              copy the binary into the sandbox image to run commands"

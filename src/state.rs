@@ -18,7 +18,7 @@ use crate::config::{Config, HttpConfig, ListenAddr};
 use crate::exec::Executor;
 use crate::mask::MaskSet;
 use crate::ratelimit::RateLimit;
-use crate::run::{Bounds, Parts, Runner};
+use crate::run::{Parts, Runner};
 use crate::secrets::fetch::{FetchBuildError, Fetcher};
 use crate::secrets::registry::Registry;
 use crate::secrets::resolver::Resolver;
@@ -88,20 +88,19 @@ impl AppState {
         masks.extend(own.iter().map(|(n, k)| (n.as_str(), *k)))?;
         let exec = &config.exec;
         let mut scrub_names = config.sources.allowed_env_headers.clone();
-        scrub_names.extend(exec.runner.strip_env.iter().cloned());
+        scrub_names.extend(exec.strip_env.iter().cloned());
         let registry = Arc::new(Registry::new(config.registry));
         let keys = Arc::new(keys);
         let runner = Runner::new(
             Parts {
                 registry: registry.clone(),
                 resolver: resolver.clone(),
-                executor: Executor::new(exec.runner.clone(), exec.process_env.clone()),
+                executor: Executor::new(exec.clone(), config.process_env.0.clone()),
                 masks: masks.clone(),
                 keys: keys.clone(),
                 session_key,
             },
-            Bounds { max_timeout: exec.max_timeout, refuse_unmaskable: exec.refuse_unmaskable, scrub_names },
-            exec.max_concurrent,
+            scrub_names,
         );
         Ok(Self {
             registry,

@@ -109,7 +109,7 @@ async fn start(
         Err(RunError::Cwd) => {
             let masker = state.masks.masker();
             let shown = mask_text(&masker, &command).unwrap_or_else(|| WITHHELD.to_owned());
-            let max = state.runner.bounds().max_timeout.as_secs();
+            let max = state.runner.config().max_timeout.as_secs();
             let timeout = asked_timeout.unwrap_or(crate::run::DEFAULT_TIMEOUT.as_secs()).min(max);
             let event = BashCommand::new(shown, cwd, timeout, conversation_id);
             let writer = begin(state, &event)?;

@@ -5,8 +5,7 @@
 //! directory or a user the sidecar cannot switch to is a start-up error naming its option,
 //! never a failure of every later command.
 
-use std::ffi::{OsStr, OsString};
-use std::fmt;
+use std::ffi::OsStr;
 use std::time::Duration;
 
 use super::env::current_uid;
@@ -14,32 +13,8 @@ use super::{ConfigError, Env, positive};
 use crate::cli::ServeArgs;
 use crate::exec::{CommandUser, ExecConfig};
 
-/// How commands run.
-#[derive(Clone)]
-pub struct ExecSettings {
-    pub runner: ExecConfig,
-    pub max_timeout: Duration,
-    pub max_concurrent: usize,
-    pub refuse_unmaskable: bool,
-    /// The sidecar's environment, which commands inherit (after scrubbing).
-    pub process_env: Vec<(OsString, OsString)>,
-}
-
-impl fmt::Debug for ExecSettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // Variable names only: the environment holds session keys.
-        let names: Vec<_> = self.process_env.iter().map(|(k, _)| k.to_string_lossy()).collect();
-        f.debug_struct("ExecSettings")
-            .field("runner", &self.runner)
-            .field("max_timeout", &self.max_timeout)
-            .field("max_concurrent", &self.max_concurrent)
-            .field("refuse_unmaskable", &self.refuse_unmaskable)
-            .field("process_env", &names)
-            .finish()
-    }
-}
-
-pub(super) fn exec_settings(args: &ServeArgs, env: &Env) -> Result<ExecSettings, ConfigError> {
+/// The one configuration of commands: how they run and the pipeline's bounds.
+pub(super) fn exec_config(args: &ServeArgs, env: &Env) -> Result<ExecConfig, ConfigError> {
     let max_timeout = positive("--max-timeout", args.max_timeout)?;
     let max_concurrent = positive("--max-concurrent-commands", args.max_concurrent_commands)?;
     let max_output_bytes = positive("--max-output-bytes", args.max_output_bytes)?;
@@ -59,19 +34,16 @@ pub(super) fn exec_settings(args: &ServeArgs, env: &Env) -> Result<ExecSettings,
         Some(spec) => Some(command_user(spec)?),
         None => None,
     };
-    Ok(ExecSettings {
-        runner: ExecConfig {
-            shell,
-            workdir,
-            max_output_bytes,
-            pristine_env: args.pristine_env,
-            strip_env: args.strip_env.clone(),
-            user,
-        },
+    Ok(ExecConfig {
+        shell,
+        workdir,
+        max_output_bytes,
+        pristine_env: args.pristine_env,
+        strip_env: args.strip_env.clone(),
+        user,
         max_timeout: Duration::from_secs(max_timeout),
         max_concurrent,
         refuse_unmaskable: args.refuse_unmaskable,
-        process_env: env.raw().to_vec(),
     })
 }
 

@@ -29,7 +29,6 @@ use crate::secrets::source::ParseContext;
 
 pub(crate) use env::current_uid;
 pub use env::{Env, default_key_file};
-pub use exec::ExecSettings;
 pub use lookup::{DiscoveryConfig, LookupConfig};
 
 /// Validated configuration, grouped per component.
@@ -43,7 +42,9 @@ pub struct Config {
     pub sources: ParseContext,
     pub lookup: LookupConfig,
     pub discovery: Option<DiscoveryConfig>,
-    pub exec: ExecSettings,
+    pub exec: crate::exec::ExecConfig,
+    /// The sidecar's environment, which commands inherit (after scrubbing); Debug shows names only.
+    pub process_env: ProcessEnv,
     pub mask_min_length: usize,
     pub mask_rate: u32,
 }
@@ -213,7 +214,8 @@ impl Config {
             sources: lookup::sources(args, env, settings.as_ref(), lookup.fetch.max_value_bytes)?,
             discovery: lookup::discovery(args, env, settings.as_ref())?,
             lookup,
-            exec: exec::exec_settings(args, env)?,
+            exec: exec::exec_config(args, env)?,
+            process_env: ProcessEnv(env.raw().to_vec()),
             mask_min_length: args.mask_min_length,
             mask_rate: args.mask_rate,
         })
@@ -402,5 +404,16 @@ mod tests {
         assert_eq!(c.lookup.fetch.resolve_overrides[0].0, "meta.test");
         let shown = format!("{c:?}");
         assert!(!shown.contains("sk-canary"), "{shown}");
+    }
+}
+
+/// The sidecar's environment as commands inherit it (before scrubbing). Its `Debug` shows
+/// variable names only: values include session keys.
+#[derive(Clone, Default)]
+pub struct ProcessEnv(pub Vec<(std::ffi::OsString, std::ffi::OsString)>);
+
+impl fmt::Debug for ProcessEnv {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.0.iter().map(|(k, _)| k.to_string_lossy())).finish()
     }
 }

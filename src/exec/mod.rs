@@ -64,6 +64,12 @@ pub struct ExecConfig {
     pub strip_env: Vec<String>,
     /// Run commands as this user and group (`--command-user`) instead of the sidecar's own.
     pub user: Option<CommandUser>,
+    /// Largest `timeout` a command may have (`--max-timeout`).
+    pub max_timeout: Duration,
+    /// Most commands running at once (`--max-concurrent-commands`).
+    pub max_concurrent: usize,
+    /// Refuse (424) to export a value too short to be masked (`--refuse-unmaskable`).
+    pub refuse_unmaskable: bool,
 }
 
 /// Runs commands. Cheap to clone: every clone shares one configuration and environment.

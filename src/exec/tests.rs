@@ -21,6 +21,9 @@ fn config() -> ExecConfig {
         pristine_env: false,
         strip_env: Vec::new(),
         user: None,
+        max_timeout: Duration::from_secs(3600),
+        max_concurrent: 16,
+        refuse_unmaskable: false,
     }
 }
 

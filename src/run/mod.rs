@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
 use crate::auth::ApiKeys;
-use crate::exec::{Chunk, ExecOutcome, ExecRequest, Executor};
+use crate::exec::{Chunk, ExecConfig, ExecOutcome, ExecRequest, Executor};
 use crate::mask::{MaskSet, Masker};
 use crate::secrets::export::{Gathered, MissingReason, MissingSecret, gather};
 use crate::secrets::registry::{Registry, ScopeId};
@@ -40,17 +40,6 @@ pub(crate) use error::RunError;
 
 /// A command's timeout when the request names none (*(ref)*).
 pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// The command bounds, from configuration.
-#[derive(Clone, Debug)]
-pub(crate) struct Bounds {
-    /// Largest `timeout` a command may have (`--max-timeout`).
-    pub max_timeout: Duration,
-    /// Refuse (424) to export a value too short to be masked.
-    pub refuse_unmaskable: bool,
-    /// Inherited variable names never passed on, beyond the executor's built-in ones.
-    pub scrub_names: Vec<String>,
-}
 
 /// What to do with a `timeout` over the bound.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -143,7 +132,8 @@ struct Inner {
     masks: Arc<MaskSet>,
     /// Commands running beyond this are refused.
     slots: Arc<Semaphore>,
-    bounds: Bounds,
+    /// Inherited variable names never passed on, beyond the executor's built-in ones.
+    scrub_names: Vec<String>,
     keys: Arc<ApiKeys>,
     session_key: Arc<SessionKey>,
 }
@@ -159,23 +149,23 @@ pub(crate) struct Parts {
 }
 
 impl Runner {
-    /// A pipeline over `parts`, running at most `max_concurrent` commands at once.
-    pub(crate) fn new(parts: Parts, bounds: Bounds, max_concurrent: usize) -> Self {
+    /// A pipeline over `parts`, with the bounds of the executor's configuration; commands
+    /// never inherit the `scrub_names` variables.
+    pub(crate) fn new(parts: Parts, scrub_names: Vec<String>) -> Self {
         let Parts { registry, resolver, executor, masks, keys, session_key } = parts;
-        let slots = Arc::new(Semaphore::new(max_concurrent));
-        Self {
-            inner: Arc::new(Inner { registry, resolver, executor, masks, slots, bounds, keys, session_key }),
-        }
+        let slots = Arc::new(Semaphore::new(executor.config().max_concurrent));
+        let inner = Inner { registry, resolver, executor, masks, slots, scrub_names, keys, session_key };
+        Self { inner: Arc::new(inner) }
     }
 
-    /// The command bounds.
-    pub(crate) fn bounds(&self) -> &Bounds {
-        &self.inner.bounds
+    /// The configuration commands run with (bounds included).
+    pub(crate) fn config(&self) -> &ExecConfig {
+        self.inner.executor.config()
     }
 
     /// The executor's per-stream output cap (`--max-output-bytes`).
     pub(crate) fn max_output_bytes(&self) -> usize {
-        self.inner.executor.config().max_output_bytes
+        self.config().max_output_bytes
     }
 
     /// Checks `spec`, takes a slot, gathers and masks the secrets it uses.
@@ -212,7 +202,7 @@ impl Runner {
             env: spec.env,
             secrets: exports,
             scrub_values: self.held_keys(),
-            scrub_names: inner.bounds.scrub_names.clone(),
+            scrub_names: inner.scrub_names.clone(),
         };
         fit::fit(&inner.executor, &mut request, &optional, &mut skipped)?;
         stale.retain(|n| !skipped.contains(n));
@@ -270,7 +260,7 @@ impl Runner {
     }
 
     fn timeout(&self, asked: Option<u64>, over_max: OverMax) -> Result<Duration, RunError> {
-        let max = self.inner.bounds.max_timeout.as_secs();
+        let max = self.config().max_timeout.as_secs();
         let secs = match asked {
             None => DEFAULT_TIMEOUT.as_secs().min(max),
             Some(t) if (1..=max).contains(&t) => t,
@@ -288,7 +278,7 @@ impl Runner {
         values: &[(String, SecretValue)],
     ) -> Result<Arc<Masker>, RunError> {
         let masks = &self.inner.masks;
-        if self.inner.bounds.refuse_unmaskable {
+        if self.config().refuse_unmaskable {
             if let Some((name, _)) = values.iter().find(|(_, v)| !masks.is_maskable(v.expose())) {
                 let reason = MissingReason::Unmaskable(name.clone());
                 return Err(RunError::Missing(vec![MissingSecret { name: name.clone(), reason }]));
