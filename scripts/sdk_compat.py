@@ -33,8 +33,12 @@ assert res.exit_code == 3, res
 assert "hello" in res.stdout and "<secret-hidden>" in res.stdout and "plain-value-0001" not in res.stdout, res
 assert "static=<secret-hidden>" in res.stderr and "static-value-0002" not in res.stderr, res
 
-big = ws.execute_command("head -c 2500000 /dev/zero | tr '\\0' a; echo", timeout=60)
-assert big.exit_code == 0 and len(big.stdout.strip()) == 2500000, (big.exit_code, len(big.stdout))
+# Under the default --max-output-bytes (1 MiB per stream) everything arrives; past it the
+# middle is dropped, as for /commands.
+big = ws.execute_command("head -c 900000 /dev/zero | tr '\\0' a; echo", timeout=60)
+assert big.exit_code == 0 and len(big.stdout.strip()) == 900000, (big.exit_code, len(big.stdout))
+huge = ws.execute_command("head -c 5000000 /dev/zero | tr '\\0' a; echo", timeout=60)
+assert huge.exit_code == 0 and "bytes of output dropped" in huge.stdout, (huge.exit_code, len(huge.stdout))
 
 slow = ws.execute_command("sleep 1; echo done", timeout=30)
 assert slow.exit_code == 0 and slow.stdout.strip() == "done", slow
