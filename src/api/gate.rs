@@ -9,13 +9,16 @@
 //! in. What a stalled body holds instead is its connection and the bytes it sent (at most the
 //! body limit), until the body deadline closes it.
 //!
-//! It also logs one line per request with the route *template*, never the raw path or query.
+//! It also logs one line per request (method, route *template*, status, latency and a request
+//! id), never the raw path or query, and returns the id as `X-Request-Id`; a well-formed id
+//! the caller sent is kept.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
+use axum::http::HeaderValue;
 use axum::http::header::{CONTENT_LENGTH, HOST};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -26,6 +29,9 @@ use crate::state::AppState;
 
 /// Header carrying the caller's key (*(ref)* name; matched case-insensitively).
 pub const API_KEY_HEADER: &str = "x-session-api-key";
+
+/// Header carrying the request id, echoed on every answer.
+const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Paths that are always served, even when the service is saturated.
 const PROBES: &[&str] = &["/alive", "/health", "/ready"];
@@ -54,7 +60,8 @@ pub(crate) async fn gate(State(door): State<FrontDoor>, req: Request, next: Next
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    let response = match check(&door, &req) {
+    let request_id = request_id(req.headers());
+    let mut response = match check(&door, &req) {
         Err(e) => e.into_response(),
         Ok(()) if PROBES.contains(&req.uri().path()) => next.run(req).await,
         Ok(()) => match read_body(state, req).await {
@@ -65,14 +72,29 @@ pub(crate) async fn gate(State(door): State<FrontDoor>, req: Request, next: Next
             },
         },
     };
-    tracing::debug!(
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, value);
+    }
+    // One line per request: the route template, never the raw path or query.
+    tracing::info!(
         method = %method,
         route = %route,
         status = response.status().as_u16(),
-        micros = started.elapsed().as_micros() as u64,
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        request_id = %request_id,
         "request"
     );
     response
+}
+
+/// The caller's `X-Request-Id` when it is well-formed (1 to 64 of `A-Z a-z 0-9 . _ -`), else
+/// a new random one; it is logged and returned, so nothing else may ride in it.
+fn request_id(headers: &axum::http::HeaderMap) -> String {
+    let given = headers.get(REQUEST_ID_HEADER).and_then(|v| v.to_str().ok()).filter(|id| {
+        (1..=64).contains(&id.len())
+            && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    });
+    given.map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
 }
 
 fn check(door: &FrontDoor, req: &Request) -> Result<(), ApiError> {

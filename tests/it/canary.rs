@@ -181,3 +181,28 @@ async fn no_value_header_or_key_reaches_logs_or_bodies() {
         }
     }
 }
+
+#[tokio::test]
+async fn one_json_log_line_per_request_with_the_route_template_and_id() {
+    let app = BinApp::spawn(&["--listen", "127.0.0.1:0"], &[("SESSION_API_KEY", KEY)]).unwrap();
+    let conv = "0a1b2c3d4e5f6789abcdef0123456789";
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/conversations/{conv}/secrets?q={VALUE}", app.base))
+        .header("X-Session-API-Key", KEY)
+        .header("X-Request-Id", "req-canary-77")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["x-request-id"], "req-canary-77");
+    let line = app
+        .wait_for_log(|l| l.contains("req-canary-77"), std::time::Duration::from_secs(10))
+        .expect("a request log line");
+    let v: serde_json::Value = serde_json::from_str(&line).expect("one JSON object per line");
+    let fields = &v;
+    assert_eq!(fields["route"], "/api/conversations/{id}/secrets", "{line}");
+    assert_eq!(fields["method"], "GET", "{line}");
+    assert_eq!(fields["status"], 200, "{line}");
+    assert!(fields["ms"].as_f64().is_some(), "{line}");
+    assert!(!line.contains(conv) && !line.contains(VALUE), "raw path or query logged: {line}");
+}

@@ -151,3 +151,31 @@ async fn bounds_answer_429_with_retry_after() {
     }
     assert!(limited, "the mask rate limit never applied");
 }
+
+#[tokio::test]
+async fn every_answer_carries_a_request_id() {
+    let state = TestApp::state_with(&[]);
+    let id_of = |r: &axum::response::Response| {
+        r.headers().get("x-request-id").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+    };
+    let r = router(state.clone()).oneshot(req("GET", "/alive").body(Body::empty()).unwrap()).await.unwrap();
+    let generated = id_of(&r);
+    assert!(generated.len() == 32 && generated.bytes().all(|b| b.is_ascii_hexdigit()), "{generated}");
+    // A well-formed id from the caller is kept, on errors too.
+    let r = router(state.clone())
+        .oneshot(
+            req("GET", "/api/secrets").header("x-request-id", "trace-42.a_b").body(Body::empty()).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!((r.status().as_u16(), id_of(&r).as_str()), (401, "trace-42.a_b"));
+    // Anything else is replaced, so nothing can ride in the id into the logs.
+    for bad in ["has space", "x".repeat(65).as_str(), "semi;colon"] {
+        let r = router(state.clone())
+            .oneshot(req("GET", "/alive").header("x-request-id", bad).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let id = id_of(&r);
+        assert!(id != bad && id.len() == 32, "{bad:?} -> {id}");
+    }
+}
