@@ -219,6 +219,11 @@ pub struct ServeArgs {
     /// Log line format.
     #[arg(long, env = "SECRET_SIDECAR_LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Lock the sidecar's memory into RAM (`mlockall`), so secret values are never written to
+    /// swap; start-up fails with a clear error when the sandbox does not permit it.
+    #[arg(long, env = "SECRET_SIDECAR_MLOCK")]
+    pub mlock: bool,
 }
 
 impl ServeArgs {

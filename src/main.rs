@@ -43,13 +43,23 @@ fn main() -> ExitCode {
                 || is_named(&args.strip_env, name)
         })
     };
-    let shortfalls = hardening::harden_process();
+    // Before the capabilities are confined: locking may need CAP_IPC_LOCK.
+    let locked = if args.mlock { Some(hardening::lock_memory()) } else { None };
+    let shortfalls = hardening::harden_process(matches!(locked, Some(Ok(()))));
     reaper::reap_if_pid1();
     if let Err(e) = telemetry::init(&args.log, args.log_format) {
         eprintln!("secret-sidecar: {e}");
         return ExitCode::from(2);
     }
     tracing::debug!(variables = ?scrubbed, "key variables scrubbed from the process environment");
+    match locked {
+        Some(Err(e)) => {
+            tracing::error!("{e}");
+            return ExitCode::from(2);
+        }
+        Some(Ok(())) => tracing::info!("memory locked into RAM"),
+        None => {}
+    }
     for step in shortfalls {
         tracing::warn!("process hardening incomplete: {step}");
     }

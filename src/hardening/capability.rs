@@ -26,9 +26,16 @@ pub const ALLOWED: &[Capability] = &[
 ];
 
 /// Narrows this thread's capability sets to [`ALLOWED`]; returns what could not be done.
-pub(super) fn confine() -> Vec<String> {
+/// `keep_ipc_lock` keeps `CAP_IPC_LOCK` in the sidecar's own permitted and effective sets
+/// (`--mlock` locks future allocations too, thread stacks included), never in the bounding
+/// or inheritable set, so no command gets it.
+pub(super) fn confine(keep_ipc_lock: bool) -> Vec<String> {
     let mut short = Vec::new();
     let allowed: CapsHashSet = ALLOWED.iter().copied().collect();
+    let mut own = allowed.clone();
+    if keep_ipc_lock {
+        own.insert(Capability::CAP_IPC_LOCK);
+    }
     // The bounding set first: dropping from it needs CAP_SETPCAP in the effective set, which
     // is still intact here. A process without it (any non-root user) has nothing to drop
     // that matters: the permitted set below and `no_new_privs` bound its children.
@@ -53,7 +60,8 @@ pub(super) fn confine() -> Vec<String> {
     }
     // Effective must stay a subset of permitted, so it is narrowed first.
     for set in [CapSet::Effective, CapSet::Inheritable, CapSet::Permitted] {
-        let narrowed = caps::read(None, set).map(|have| have.intersection(&allowed).copied().collect());
+        let keep = if matches!(set, CapSet::Inheritable) { &allowed } else { &own };
+        let narrowed = caps::read(None, set).map(|have| have.intersection(keep).copied().collect());
         if let Err(e) = narrowed.and_then(|keep: CapsHashSet| caps::set(None, set, &keep)) {
             short.push(format!("narrowing the {set:?} set: {e}"));
         }

@@ -30,8 +30,9 @@ pub type Shortfalls = Vec<String>;
 /// capabilities children can have (see the module docs) and sets `no_new_privs`.
 ///
 /// Must be called before any thread is started: capabilities and `no_new_privs` are
-/// per-thread and only threads created afterwards inherit them.
-pub fn harden_process() -> Shortfalls {
+/// per-thread and only threads created afterwards inherit them. With `memory_locked`
+/// (`--mlock`), the sidecar keeps `CAP_IPC_LOCK` for itself (never for commands).
+pub fn harden_process(memory_locked: bool) -> Shortfalls {
     let mut short = Vec::new();
     let limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: setrlimit reads a valid, initialised struct; no memory is handed over.
@@ -42,7 +43,7 @@ pub fn harden_process() -> Shortfalls {
     if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } != 0 {
         short.push(format!("prctl(PR_SET_DUMPABLE): {}", std::io::Error::last_os_error()));
     }
-    short.extend(capability::confine());
+    short.extend(capability::confine(memory_locked));
     if let Err(e) = close_inherited_on_exec() {
         short.push(format!("marking inherited descriptors close-on-exec: {e}"));
     }
@@ -78,4 +79,19 @@ fn close_inherited_on_exec() -> std::io::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Locks all current and future memory into RAM, so no secret value is ever swapped out.
+/// Needs `CAP_IPC_LOCK` or a large enough `RLIMIT_MEMLOCK`; call it before
+/// [`harden_process`]. The error says what to raise.
+pub fn lock_memory() -> Result<(), String> {
+    // SAFETY: mlockall takes plain flags and touches no memory of ours.
+    if unsafe { libc::mlockall(libc::MCL_CURRENT | libc::MCL_FUTURE) } == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    Err(format!(
+        "--mlock: mlockall failed ({e}); give the sidecar CAP_IPC_LOCK or raise RLIMIT_MEMLOCK \
+         (e.g. `--ulimit memlock=-1` in Docker), or run without --mlock"
+    ))
 }

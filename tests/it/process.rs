@@ -268,3 +268,55 @@ async fn inherited_variables_that_are_not_utf8_reach_commands() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["stdout"], "636166e9", "{body}");
 }
+
+#[tokio::test]
+async fn mlock_locks_memory_or_refuses_to_start_clearly() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipping: needs root (CAP_IPC_LOCK)");
+        return;
+    }
+    let mut app =
+        BinApp::spawn(&["--listen", "127.0.0.1:0", "--mlock"], &[("SESSION_API_KEY", "mlock-key")]).unwrap();
+    let status = std::fs::read_to_string(format!("/proc/{}/status", app.child.id())).unwrap();
+    let locked_kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmLck:"))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap();
+    assert!(locked_kb > 1000, "memory not locked: {status}");
+    // The sidecar keeps CAP_IPC_LOCK for its own future allocations; its commands never get it.
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/commands", app.base))
+        .header("X-Session-API-Key", "mlock-key")
+        .json(&serde_json::json!({"command": "grep -E '^Cap(Prm|Eff|Bnd)' /proc/self/status"}))
+        .send()
+        .await
+        .unwrap();
+    let body: serde_json::Value = r.json().await.unwrap();
+    for line in body["stdout"].as_str().unwrap().lines() {
+        let bits = u64::from_str_radix(line.split_whitespace().last().unwrap(), 16).unwrap();
+        assert_eq!(bits & (1 << 14), 0, "CAP_IPC_LOCK (14) in {line}");
+    }
+    app.terminate();
+    // Without CAP_IPC_LOCK and with a tiny RLIMIT_MEMLOCK, start-up fails and says what to do.
+    let have_tools = ["setpriv", "prlimit"]
+        .iter()
+        .all(|t| std::process::Command::new(t).arg("--version").output().is_ok_and(|o| o.status.success()));
+    if !have_tools {
+        eprintln!("skipping the refusal half: setpriv or prlimit missing");
+        return;
+    }
+    let out = std::process::Command::new("prlimit")
+        .args(["--memlock=65536:65536", "setpriv", "--bounding-set=-ipc_lock", "--inh-caps=-ipc_lock"])
+        .arg(env!("CARGO_BIN_EXE_secret-sidecar"))
+        .args(["--listen", "127.0.0.1:0", "--mlock"])
+        .env_clear()
+        .env("SESSION_API_KEY", "mlock-key")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--mlock: mlockall failed") && stderr.contains("RLIMIT_MEMLOCK"), "{stderr}");
+}
