@@ -62,11 +62,10 @@ pub enum MaskError {
     /// Searching failed; this is a bug, reported rather than risking a leak.
     #[error("mask search failed: {0}")]
     Search(String),
-    /// A value is shorter than the minimum length, so it cannot be masked.
-    #[error("value of {len} bytes is shorter than the minimum of {min_len} and cannot be masked")]
+    /// A value is shorter than the minimum length, so it cannot be masked. (Its length is not
+    /// carried: this error may be logged, and a length is a hint about a value.)
+    #[error("a value is shorter than the minimum of {min_len} bytes and cannot be masked")]
     TooShort {
-        /// Length of the value.
-        len: usize,
         /// Minimum length of the set.
         min_len: usize,
     },

@@ -159,7 +159,7 @@ impl Retained {
         tick: u64,
     ) -> Result<u64, MaskError> {
         if !is_maskable(value, self.min_len) {
-            return Err(MaskError::TooShort { len: value.len(), min_len: self.min_len });
+            return Err(MaskError::TooShort { min_len: self.min_len });
         }
         let patterns = patterns.unwrap_or_else(|| derive_patterns(value, self.min_len));
         let bytes = patterns.iter().map(|p| p.len()).sum();
