@@ -13,7 +13,7 @@
 //! measures another build (an older one, for a before/after comparison), and
 //! `MASK_BENCH_BATCHES=N` changes the number of 1,000-secret updates (5 by default).
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -59,6 +59,8 @@ fn plan() -> Plan {
 
 #[path = "support/rng.rs"]
 mod rng;
+#[path = "support/sidecar.rs"]
+mod sidecar;
 use rng::Rng;
 
 fn percentile(samples: &mut [Duration], p: f64) -> Duration {
@@ -70,30 +72,10 @@ fn percentile(samples: &mut [Duration], p: f64) -> Duration {
 }
 
 fn start_sidecar() -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let bin =
         std::env::var("MASK_BENCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_secret-sidecar").to_owned());
-    let mut child = Command::new(bin)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "error"])
-        .args(["--shutdown-timeout", &SHUTDOWN_TIMEOUT_SECS.to_string(), "--mask-rate", "1000"])
-        .env("SESSION_API_KEY", KEY)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the sidecar");
-    let base = format!("http://127.0.0.1:{port}");
-    let up = (0..1000).any(|_| {
-        let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-        if !ok {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        ok
-    });
-    if !up {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the sidecar did not start");
-    }
-    (child, base)
+    let timeout = SHUTDOWN_TIMEOUT_SECS.to_string();
+    sidecar::start(&bin, KEY, &["--log", "error", "--shutdown-timeout", &timeout, "--mask-rate", "1000"])
 }
 
 fn stop(mut child: Child) {

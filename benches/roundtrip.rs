@@ -6,7 +6,7 @@
 //!
 //! Prints p50/p99 of each and the ratios. Run with `cargo bench --bench roundtrip`.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -48,28 +48,11 @@ async fn time_requests(client: &reqwest::Client, url: &str, key: &str, body: &se
 }
 
 fn start_sidecar(shell: &str) -> (Child, String) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_secret-sidecar"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--log", "warn", "--shell", shell])
-        .env("SESSION_API_KEY", KEY)
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("start the sidecar");
-    let base = format!("http://127.0.0.1:{port}");
-    let up = (0..500).any(|_| {
-        let ok = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
-        if !ok {
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        ok
-    });
-    if !up {
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("the sidecar did not start");
-    }
-    (child, base)
+    sidecar::start(env!("CARGO_BIN_EXE_secret-sidecar"), KEY, &["--log", "warn", "--shell", shell])
 }
+
+#[path = "support/sidecar.rs"]
+mod sidecar;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
