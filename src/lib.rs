@@ -42,6 +42,7 @@ pub mod cli;
 pub mod client;
 pub mod config;
 mod dns;
+pub mod egress;
 mod error;
 pub mod exec;
 pub mod hardening;

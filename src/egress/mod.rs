@@ -1,0 +1,13 @@
+//! Egress mode (contract §8): commands get placeholders instead of bound secrets, and the
+//! sidecar's forward proxy writes the real value only into verified TLS requests to the hosts
+//! each secret is bound to, in the places its binding names.
+//!
+//! - [`binding`]: which hosts and which request places a secret is bound to.
+//! - [`grant`]: the per-command proxy credentials and the substitutions each one may spend.
+//! - [`ca`]: the in-memory CA and the leaf certificates the proxy presents to commands.
+//! - [`proxy`]: the HTTP/1.1 forward proxy itself.
+
+pub mod binding;
+pub mod ca;
+pub mod grant;
+pub mod proxy;
