@@ -224,6 +224,53 @@ pub struct ServeArgs {
     /// swap; start-up fails with a clear error when the sandbox does not permit it.
     #[arg(long, env = "SECRET_SIDECAR_MLOCK")]
     pub mlock: bool,
+
+    /// Egress mode: commands get placeholders for bound secrets and the egress proxy puts the
+    /// real values into requests to the bound hosts only [default: on; it acts only on bound
+    /// secrets].
+    #[arg(long, env = "SECRET_SIDECAR_EGRESS", value_enum)]
+    pub egress: Option<EgressSwitch>,
+
+    /// Address of the egress proxy (`IP:PORT`).
+    #[arg(long, env = "SECRET_SIDECAR_EGRESS_LISTEN", default_value = "127.0.0.1:8002")]
+    pub egress_listen: String,
+
+    /// Bind a secret by name for descriptors that carry no binding:
+    /// `NAME=HOST[,HOST…][;header=H][;query=Q]`; repeatable (several in the environment
+    /// variable are separated by spaces).
+    #[arg(long = "egress-bind", env = "SECRET_SIDECAR_EGRESS_BIND", value_delimiter = ' ')]
+    pub egress_bind: Vec<String>,
+
+    /// Turn on the built-in bindings for well-known names (GITHUB_TOKEN, OPENAI_API_KEY, …;
+    /// see the README); `--egress-bind` wins for a name it binds.
+    #[arg(long, env = "SECRET_SIDECAR_EGRESS_DEFAULTS")]
+    pub egress_defaults: bool,
+
+    /// PEM file with extra CA certificates the egress proxy trusts upstream (besides the
+    /// compiled-in web roots; the system store is never used).
+    #[arg(long, env = "SECRET_SIDECAR_EGRESS_EXTRA_CA_FILE")]
+    pub egress_extra_ca_file: Option<PathBuf>,
+
+    /// Resolve HOST to IP for the egress proxy's upstream connections (`HOST=IP`); repeatable.
+    #[arg(long = "egress-resolve", env = "SECRET_SIDECAR_EGRESS_RESOLVE", value_delimiter = ',')]
+    pub egress_resolve: Vec<String>,
+
+    /// Proxy the egress proxy connects through (http://, may carry credentials, so its
+    /// environment value is not shown in help).
+    #[arg(long, env = "SECRET_SIDECAR_EGRESS_UPSTREAM_PROXY", hide_env_values = true)]
+    pub egress_upstream_proxy: Option<String>,
+
+    /// Where the CA bundle for commands is written at start (the bundle they would otherwise
+    /// use plus the egress CA) [default: egress-ca-bundle.pem beside the generated api-key file].
+    #[arg(long, env = "SECRET_SIDECAR_EGRESS_CA_BUNDLE")]
+    pub egress_ca_bundle: Option<PathBuf>,
+}
+
+/// `--egress on|off`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum EgressSwitch {
+    On,
+    Off,
 }
 
 impl ServeArgs {

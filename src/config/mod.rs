@@ -11,6 +11,7 @@
 //! The jobs are split by what they configure: [`env`] (the snapshot and the key rules),
 //! `lookup` (origins, fetching, caching, discovery) and `exec` (commands).
 
+mod egress;
 mod env;
 mod exec;
 mod lookup;
@@ -27,6 +28,7 @@ use crate::secrets::origin::OriginError;
 use crate::secrets::registry::Limits;
 use crate::secrets::source::ParseContext;
 
+pub use egress::EgressConfig;
 pub(crate) use env::current_uid;
 pub use env::{Env, default_key_file};
 pub use lookup::{DiscoveryConfig, LookupConfig};
@@ -47,6 +49,8 @@ pub struct Config {
     pub process_env: ProcessEnv,
     pub mask_min_length: usize,
     pub mask_rate: u32,
+    /// Egress mode: bindings, the proxy's settings, the commands' CA bundle.
+    pub egress: EgressConfig,
 }
 
 /// A configuration that cannot be used. Every message starts with the one option (or
@@ -218,6 +222,7 @@ impl Config {
             process_env: ProcessEnv(env.raw().to_vec()),
             mask_min_length: args.mask_min_length,
             mask_rate: args.mask_rate,
+            egress: egress::egress_config(args, env)?,
         })
     }
 }

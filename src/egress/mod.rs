@@ -5,9 +5,16 @@
 //! - [`binding`]: which hosts and which request places a secret is bound to.
 //! - [`grant`]: the per-command proxy credentials and the substitutions each one may spend.
 //! - [`ca`]: the in-memory CA and the leaf certificates the proxy presents to commands.
+//! - [`parse`], [`defaults`], [`named`]: checking bindings; the built-in table; bindings by
+//!   name from the flags.
+//! - [`placeholder`]: what a command sees instead of a bound value.
 //! - [`proxy`]: the HTTP/1.1 forward proxy itself.
 
 pub mod binding;
 pub mod ca;
+pub mod defaults;
 pub mod grant;
+pub mod named;
+pub mod parse;
+pub mod placeholder;
 pub mod proxy;

@@ -84,6 +84,7 @@ pub async fn discover_once(
             env_headers: Vec::new(),
             ttl_seconds: None,
             description,
+            egress: None,
         });
         found.push((name, source));
     }

@@ -368,6 +368,7 @@ mod tests {
         SecretSource::Static(StaticSecret {
             value: SecretValue::from_bytes(v.as_bytes().to_vec()),
             description: None,
+            egress: None,
         })
     }
 

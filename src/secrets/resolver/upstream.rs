@@ -206,6 +206,7 @@ mod tests {
             env_headers: vec![("X-From-Env".into(), "SESSION_API_KEY".into())],
             ttl_seconds: None,
             description: None,
+            egress: None,
         }
     }
 

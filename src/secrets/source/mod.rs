@@ -12,16 +12,21 @@
 //! parser would drop or rewrite those and the stored URL would differ from the one submitted.
 
 use std::fmt;
+use std::sync::Arc;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Map, Value};
 use url::Url;
 
+mod egress;
 mod lookup;
 
+use egress::parse_egress;
 use lookup::{MAX_HEADERS, parse_env_headers, parse_headers, parse_url};
 
 use super::origin::{Origin, OriginKind, OriginPolicy};
+use crate::egress::binding::Binding;
+use crate::egress::parse::MIN_BOUND_BYTES;
 use super::value::{SecretName, SecretValue, is_env_name};
 
 /// Longest accepted description, in characters.
@@ -44,6 +49,8 @@ pub enum SecretSource {
 pub struct StaticSecret {
     pub value: Option<SecretValue>,
     pub description: Option<String>,
+    /// The descriptor's own egress binding (`egress_hosts`…), if any.
+    pub egress: Option<Arc<Binding>>,
 }
 
 /// "GET this URL; the body is the value."
@@ -63,6 +70,8 @@ pub struct LookupSecret {
     /// Cache TTL override in seconds (`0` = never cache).
     pub ttl_seconds: Option<u64>,
     pub description: Option<String>,
+    /// The descriptor's own egress binding (`egress_hosts`…), if any.
+    pub egress: Option<Arc<Binding>>,
 }
 
 impl SecretSource {
@@ -82,6 +91,14 @@ impl SecretSource {
         }
     }
 
+    /// The descriptor's own egress binding, if it carries one.
+    pub fn egress(&self) -> Option<&Arc<Binding>> {
+        match self {
+            Self::Static(s) => s.egress.as_ref(),
+            Self::Lookup(l) => l.egress.as_ref(),
+        }
+    }
+
     /// True for a StaticSecret without a value (an explicit unset).
     pub fn is_no_value(&self) -> bool {
         matches!(self, Self::Static(StaticSecret { value: None, .. }))
@@ -92,7 +109,10 @@ impl fmt::Debug for SecretSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::Static(s) => {
-                f.debug_struct("StaticSecret").field("has_value", &s.value.is_some()).finish_non_exhaustive()
+                f.debug_struct("StaticSecret")
+                .field("has_value", &s.value.is_some())
+                .field("egress", &s.egress)
+                .finish_non_exhaustive()
             }
             Self::Lookup(l) => f
                 .debug_struct("LookupSecret")
@@ -100,6 +120,7 @@ impl fmt::Debug for SecretSource {
                 .field("headers", &l.headers.len())
                 .field("env_headers", &l.env_headers.len())
                 .field("ttl_seconds", &l.ttl_seconds)
+                .field("egress", &l.egress)
                 .finish_non_exhaustive(),
         }
     }
@@ -112,12 +133,14 @@ impl PartialEq for SecretSource {
         match (self, other) {
             (Self::Static(a), Self::Static(b)) => {
                 a.description == b.description
+                    && a.egress == b.egress
                     && a.value.as_ref().map(SecretValue::expose) == b.value.as_ref().map(SecretValue::expose)
             }
             (Self::Lookup(a), Self::Lookup(b)) => {
                 a.url == b.url
                     && a.description == b.description
                     && a.ttl_seconds == b.ttl_seconds
+                    && a.egress == b.egress
                     && a.env_headers == b.env_headers
                     && a.headers.len() == b.headers.len()
                     && a.headers
@@ -212,6 +235,7 @@ fn parse_entry(entry: &Value, ctx: &ParseContext) -> Result<SecretSource, FieldE
         Value::String(s) => Ok(SecretSource::Static(StaticSecret {
             value: static_value(s, ctx.max_value_bytes).map_err(|msg| (None, msg))?,
             description: None,
+            egress: None,
         })),
         Value::Object(obj) => match obj.get("kind") {
             Some(Value::String(k)) if k == "StaticSecret" => parse_static(obj, ctx),
@@ -237,7 +261,11 @@ fn parse_static(obj: &Map<String, Value>, ctx: &ParseContext) -> Result<SecretSo
         Some(Value::String(s)) => static_value(s, ctx.max_value_bytes).map_err(|m| field_err("value", m))?,
         Some(_) => return Err(field_err("value", "must be a string or null")),
     };
-    Ok(SecretSource::Static(StaticSecret { value, description: parse_description(obj)? }))
+    let egress = parse_egress(obj)?;
+    if egress.is_some() && value.as_ref().is_some_and(|v| v.len() < MIN_BOUND_BYTES) {
+        return Err(field_err("value", too_short_to_bind()));
+    }
+    Ok(SecretSource::Static(StaticSecret { value, description: parse_description(obj)?, egress }))
 }
 
 /// A static value, held to the rules a looked-up value meets (`fetch`): no NUL byte (an
@@ -251,6 +279,11 @@ fn static_value(s: &str, max_bytes: usize) -> Result<Option<SecretValue>, String
         return Err("must not contain a NUL byte (it cannot be exported as an environment variable)".into());
     }
     Ok(SecretValue::from_bytes(s.as_bytes().to_vec()))
+}
+
+/// The message for a bound value under [`MIN_BOUND_BYTES`].
+pub fn too_short_to_bind() -> String {
+    format!("a value bound to egress hosts must be at least {MIN_BOUND_BYTES} bytes (its placeholder would be guessable)")
 }
 
 fn parse_description(obj: &Map<String, Value>) -> Result<Option<String>, FieldError> {
@@ -308,6 +341,7 @@ fn parse_lookup(obj: &Map<String, Value>, ctx: &ParseContext) -> Result<SecretSo
         env_headers,
         ttl_seconds,
         description: parse_description(obj)?,
+        egress: parse_egress(obj)?,
     }))
 }
 
