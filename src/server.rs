@@ -187,7 +187,10 @@ pub async fn start(config: Config) -> Result<(), StartError> {
     if !config.listen.is_local() && *keys.origin() != KeyOrigin::Configured {
         return Err(StartError::ExposedWithoutKey(describe(&config.listen)));
     }
-    let state = AppState::new(&config, keys)?;
+    // Wired when the proxy lands: make the egress CA here, pass its PEM to
+    // `AppState::with_egress_ca` (the commands' CA bundle) and start `proxy::serve` on
+    // `config.egress.listen` with `state.grants()` and `config.egress`.
+    let state = AppState::with_egress_ca(&config, keys, None)?;
     // Install the handlers before saying "listening", so a signal sent right after that
     // line is a graceful stop, not the default disposition.
     let shutdown = shutdown_signal();

@@ -18,7 +18,8 @@ use crate::config::{Config, HttpConfig, ListenAddr};
 use crate::exec::Executor;
 use crate::mask::MaskSet;
 use crate::ratelimit::RateLimit;
-use crate::run::{Parts, Runner};
+use crate::egress::grant::Grants;
+use crate::run::{Egress, Parts, Runner};
 use crate::secrets::fetch::{FetchBuildError, Fetcher};
 use crate::secrets::registry::Registry;
 use crate::secrets::resolver::Resolver;
@@ -32,6 +33,8 @@ pub enum StateError {
     Lookup(#[from] FetchBuildError),
     #[error("cannot mask the sidecar's own keys: {0}")]
     Mask(#[from] crate::mask::MaskError),
+    #[error(transparent)]
+    EgressBundle(#[from] crate::egress::bundle::BundleError),
 }
 
 /// Shared state of the HTTP service: handles only, each cheap to clone.
@@ -64,6 +67,21 @@ impl AppState {
     /// Builds every component from its part of `config`; `keys` were loaded by the caller
     /// (loading can generate a key file, which is start-up's business, not the state's).
     pub fn new(config: &Config, keys: ApiKeys) -> Result<Self, StateError> {
+        Self::with_egress_ca(config, keys, None)
+    }
+
+    /// As [`AppState::new`], with the egress CA's certificate (PEM) for the CA bundle commands
+    /// that hold placeholders trust; the bundle is written now, when egress mode is on.
+    pub fn with_egress_ca(config: &Config, keys: ApiKeys, egress_ca_pem: Option<&str>) -> Result<Self, StateError> {
+        let egress_cfg = &config.egress;
+        if egress_cfg.enabled {
+            crate::egress::bundle::write_bundle(
+                &egress_cfg.ca_bundle,
+                egress_cfg.inherited_bundle.as_deref(),
+                egress_ca_pem,
+            )?;
+        }
+        let egress = Arc::new(Egress::new(egress_cfg, Grants::new()));
         let lookup = &config.lookup;
         let fetcher = Fetcher::new(lookup.fetch.clone())?;
         let session_key = Arc::new(SessionKey::new(lookup.session_key.clone()));
@@ -99,6 +117,7 @@ impl AppState {
                 masks: masks.clone(),
                 keys: keys.clone(),
                 session_key,
+                egress,
             },
             scrub_names,
         );
@@ -144,6 +163,11 @@ impl AppState {
     /// The global mask set (tests check what it hides).
     pub fn masks(&self) -> &Arc<MaskSet> {
         &self.masks
+    }
+
+    /// The live egress credentials (the proxy looks tokens up here; tests count them).
+    pub fn grants(&self) -> &Arc<Grants> {
+        self.runner.egress().grants()
     }
 
     /// The bash routes' event store (tests check its bounds).

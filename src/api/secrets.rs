@@ -52,6 +52,18 @@ pub(crate) struct ListEntry {
     /// The lookup's `scheme://host[:port]`.
     origin: Option<String>,
     state: ListState,
+    /// The effective egress binding (the descriptor's own or one configured by name), for
+    /// bound secrets only; never the placeholder.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    egress: Option<ListEgress>,
+}
+
+/// Where a bound secret may go.
+#[derive(Debug, Serialize)]
+pub(crate) struct ListEgress {
+    hosts: Vec<String>,
+    headers: Vec<String>,
+    query: Vec<String>,
 }
 
 /// What is known of an entry's value, without the value.
@@ -75,6 +87,7 @@ pub(crate) async fn update(
 ) -> Result<Json<Success>, ApiError> {
     let scope = params.scope()?;
     let entries = parse_update(&body, &state.sources)?;
+    state.runner.egress().check_update(&entries)?;
     let count = entries.len();
     // Static values are held from now on, so they are masked from now on (even after a
     // later delete or rotation): one compilation for the whole update.
@@ -142,6 +155,11 @@ fn list_entry(state: &AppState, v: &Visible, st: EntryState) -> ListEntry {
         shadowed: v.shadowed,
         source: entry.provenance.as_str(),
         origin,
+        egress: state.runner.egress().binding(entry.name.as_str(), entry.source.egress()).map(|b| ListEgress {
+            hosts: b.hosts.iter().map(ToString::to_string).collect(),
+            headers: b.headers.iter().map(|h| h.as_str().to_owned()).collect(),
+            query: b.query.clone(),
+        }),
         state: ListState {
             status: st.status,
             stale: st.stale,

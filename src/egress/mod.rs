@@ -11,6 +11,7 @@
 //! - [`proxy`]: the HTTP/1.1 forward proxy itself.
 
 pub mod binding;
+pub mod bundle;
 pub mod ca;
 pub mod defaults;
 pub mod grant;

@@ -171,8 +171,9 @@ fn uniform(body: &[u8]) -> Body {
     let core_len = body.len() - body.iter().rev().take_while(|&&b| b == b'=').count();
     let (core, padding) = (&body[..core_len], body.len() - core_len);
     let class = class_of(core);
-    // Padding only where the alphabet is base64's; elsewhere `=` is an ordinary character.
-    if padding > 0 && class != BASE64 && class != BASE64URL {
+    // Padding only where the rest fits base64's alphabet; elsewhere `=` is an ordinary
+    // character.
+    if padding > 0 && class == PRINTABLE {
         return Body::Uniform { class: class_of(body), len: body.len(), padding: 0 };
     }
     Body::Uniform { class, len: core_len, padding }

@@ -209,6 +209,11 @@ impl Executor {
         &self.inner.cfg
     }
 
+    /// The value of `name` a command inherits from the sidecar's environment, if any.
+    pub fn inherited(&self, name: &str) -> Option<&std::ffi::OsStr> {
+        self.inner.base_env.iter().rev().find(|(n, _)| n == name).map(|(_, v)| v.as_os_str())
+    }
+
     /// [`ExecError::NoShell`] when commands cannot run at all, so a route can refuse before
     /// it resolves secrets or takes a slot.
     pub fn check_shell(&self) -> Result<(), ExecError> {

@@ -13,6 +13,7 @@
 //! Invariant: a command runs only with values that are in the mask set, and only while it
 //! holds a command slot.
 
+mod egress;
 mod error;
 mod fit;
 
@@ -27,15 +28,18 @@ use tokio_util::sync::CancellationToken;
 use zeroize::Zeroizing;
 
 use crate::auth::ApiKeys;
+use crate::egress::grant::Credential;
 use crate::exec::{Chunk, ExecConfig, ExecOutcome, ExecRequest, Executor};
 use crate::mask::{MaskSet, Masker};
 use crate::secrets::export::{Gathered, MissingReason, MissingSecret, gather};
+use egress::is_egress_var;
 use crate::secrets::registry::{Registry, ScopeId};
 use crate::secrets::resolver::Resolver;
 use crate::secrets::select::Requested;
 use crate::secrets::session_key::SessionKey;
 use crate::secrets::value::SecretValue;
 
+pub(crate) use egress::Egress;
 pub(crate) use error::RunError;
 
 /// A command's timeout when the request names none (*(ref)*).
@@ -88,6 +92,9 @@ pub(crate) struct Prepared {
     request: ExecRequest,
     masker: Arc<Masker>,
     report: Report,
+    /// The command's egress credential, if it holds placeholders: revoked when the command
+    /// ends (when [`Runner::run`] returns) or when it never runs.
+    credential: Option<Credential>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -136,6 +143,7 @@ struct Inner {
     scrub_names: Vec<String>,
     keys: Arc<ApiKeys>,
     session_key: Arc<SessionKey>,
+    egress: Arc<Egress>,
 }
 
 /// The components the pipeline drives.
@@ -146,16 +154,22 @@ pub(crate) struct Parts {
     pub masks: Arc<MaskSet>,
     pub keys: Arc<ApiKeys>,
     pub session_key: Arc<SessionKey>,
+    pub egress: Arc<Egress>,
 }
 
 impl Runner {
     /// A pipeline over `parts`, with the bounds of the executor's configuration; commands
     /// never inherit the `scrub_names` variables.
     pub(crate) fn new(parts: Parts, scrub_names: Vec<String>) -> Self {
-        let Parts { registry, resolver, executor, masks, keys, session_key } = parts;
+        let Parts { registry, resolver, executor, masks, keys, session_key, egress } = parts;
         let slots = Arc::new(Semaphore::new(executor.config().max_concurrent));
-        let inner = Inner { registry, resolver, executor, masks, slots, scrub_names, keys, session_key };
+        let inner = Inner { registry, resolver, executor, masks, slots, scrub_names, keys, session_key, egress };
         Self { inner: Arc::new(inner) }
+    }
+
+    /// Egress mode's part of the pipeline (bindings, credentials).
+    pub(crate) fn egress(&self) -> &Arc<Egress> {
+        &self.inner.egress
     }
 
     /// The configuration commands run with (bounds included).
@@ -181,7 +195,19 @@ impl Runner {
         }
         let slot = inner.slots.clone().try_acquire_owned().map_err(|_| RunError::Busy)?;
         let gathered = gather(&inner.registry, &inner.resolver, scope, &spec.command, &spec.secrets).await;
-        let Gathered { exports, mut stale, mut skipped, missing, implicit } = gathered;
+        let Gathered { mut exports, mut stale, mut skipped, mut missing, implicit, egress: own } = gathered;
+        // Egress mode: which exports are bound, and which cannot be exported as they are.
+        let (bound, refused) = inner.egress.classify(&exports, &own);
+        for (name, reason) in refused {
+            exports.retain(|(n, _)| *n != name);
+            if implicit.contains(&name) {
+                skipped.push(name);
+            } else {
+                missing.push(MissingSecret { name, reason });
+            }
+        }
+        skipped.sort();
+        missing.sort_by(|a, b| a.name.cmp(&b.name));
         if !missing.is_empty() {
             if spec.on_missing == OnMissing::Fail {
                 return Err(RunError::Missing(missing));
@@ -195,20 +221,48 @@ impl Runner {
             OnMissing::Fail => implicit,
             OnMissing::Skip => exports.iter().map(|(n, _)| n.clone()).collect(),
         };
+        let mut env = spec.env;
+        inner.egress.scrub_env(&mut env);
+        let issued = (!bound.is_empty()).then(|| {
+            let inherited = |name: &str| {
+                let asked = env.iter().rev().find(|(n, _)| n == name).map(|(_, v)| std::ffi::OsStr::new(v));
+                asked.or_else(|| inner.executor.inherited(name))
+            };
+            inner.egress.issue(|name| mask_key(scope, name), &exports, &bound, inherited)
+        });
+        let (credential, placeholders) = match issued {
+            Some(issued) => {
+                exports.extend(issued.vars);
+                (Some(issued.credential), issued.placeholders)
+            }
+            None => (None, Default::default()),
+        };
         let mut request = ExecRequest {
             command: spec.command,
             cwd: spec.cwd,
             timeout,
-            env: spec.env,
+            env,
             secrets: exports,
             scrub_values: self.held_keys(),
             scrub_names: inner.scrub_names.clone(),
         };
         fit::fit(&inner.executor, &mut request, &optional, &mut skipped)?;
         stale.retain(|n| !skipped.contains(n));
-        let exported = request.secrets.iter().map(|(n, _)| n.clone()).collect();
-        let masker = self.masks_for(scope, &request.secrets).await?;
-        Ok(Prepared { request, masker, report: Report { exported, skipped, stale }, _slot: slot })
+        let held = |n: &str| credential.is_none() || !is_egress_var(n);
+        let exported = request.secrets.iter().map(|(n, _)| n.clone()).filter(|n| held(n)).collect();
+        // Real values are masked (the egress variables are not values, and placeholders are
+        // not secret); then the bound ones are swapped for their placeholders.
+        let values: Vec<(&str, &SecretValue)> =
+            request.secrets.iter().filter(|(n, _)| held(n)).map(|(n, v)| (n.as_str(), v)).collect();
+        let masker = self.masks_for(scope, &values).await?;
+        drop(values);
+        for (name, value) in &mut request.secrets {
+            if let Some(placeholder) = placeholders.get(name) {
+                *value = placeholder.clone();
+            }
+        }
+        let report = Report { exported, skipped, stale };
+        Ok(Prepared { request, masker, report, credential, _slot: slot })
     }
 
     /// Runs a prepared command to its end. With a `sink`, output goes there as it arrives;
@@ -220,8 +274,11 @@ impl Runner {
         sink: Option<Sender<Chunk>>,
         cancel: CancellationToken,
     ) -> Result<Finished, RunError> {
-        let Prepared { request, masker, report, _slot } = prepared;
-        let outcome = match self.inner.executor.run(request, masker, sink, cancel).await {
+        let Prepared { request, masker, report, credential, _slot } = prepared;
+        let ran = self.inner.executor.run(request, masker, sink, cancel).await;
+        // The command has ended: its placeholders can no longer be spent.
+        drop(credential);
+        let outcome = match ran {
             Ok(outcome) => outcome,
             Err(e) => {
                 return Err(match fit::spawn_too_large(e, &report.exported) {
@@ -272,19 +329,15 @@ impl Runner {
 
     /// Adds `values` to the mask set and returns a masker that hides them (and everything
     /// held before). With `--refuse-unmaskable`, a value too short to mask refuses the command.
-    async fn masks_for(
-        &self,
-        scope: &ScopeId,
-        values: &[(String, SecretValue)],
-    ) -> Result<Arc<Masker>, RunError> {
+    async fn masks_for(&self, scope: &ScopeId, values: &[(&str, &SecretValue)]) -> Result<Arc<Masker>, RunError> {
         let masks = &self.inner.masks;
         if self.config().refuse_unmaskable {
             if let Some((name, _)) = values.iter().find(|(_, v)| !masks.is_maskable(v.expose())) {
-                let reason = MissingReason::Unmaskable(name.clone());
-                return Err(RunError::Missing(vec![MissingSecret { name: name.clone(), reason }]));
+                let reason = MissingReason::Unmaskable((*name).to_owned());
+                return Err(RunError::Missing(vec![MissingSecret { name: (*name).to_owned(), reason }]));
             }
         }
-        self.remember(scope, values.iter().map(|(name, value)| (name.as_str(), value))).await?;
+        self.remember(scope, values.iter().copied()).await?;
         Ok(masks.masker())
     }
 }

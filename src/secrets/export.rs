@@ -16,6 +16,7 @@ use super::resolver::{ResolveError, Resolved, Resolver};
 use super::select::{Requested, select};
 use super::source::SecretSource;
 use super::value::{SecretName, SecretValue};
+use crate::egress::binding::Binding;
 
 /// An explicit secret that could not be exported, and why (no value in the message).
 #[derive(Clone, Debug, thiserror::Error)]
@@ -36,6 +37,12 @@ pub enum MissingReason {
     Resolve(#[from] ResolveError),
     #[error("secret {0} is shorter than --mask-min-length and cannot be masked")]
     Unmaskable(String),
+    #[error("secret {0} is too short to bind to egress hosts (a bound value must be at least 16 bytes)")]
+    TooShortToBind(String),
+    #[error("secret {0} is not text and cannot be bound to egress hosts")]
+    NotBindable(String),
+    #[error("secret {0} has the value of a secret bound to egress hosts and is not exported unbound")]
+    BoundElsewhere(String),
 }
 
 /// What a command gets.
@@ -51,6 +58,8 @@ pub struct Gathered {
     pub skipped: Vec<String>,
     /// Explicit names that could not be exported.
     pub missing: Vec<MissingSecret>,
+    /// The descriptors' own egress bindings, by the name they are exported under.
+    pub egress: BTreeMap<String, Arc<Binding>>,
 }
 
 impl Gathered {
@@ -100,6 +109,9 @@ pub async fn gather(
             out.missing.push(MissingSecret { name: name.clone(), reason });
             continue;
         };
+        if let Some(binding) = entry.source.egress() {
+            out.egress.insert(name.clone(), binding.clone());
+        }
         if let SecretSource::Static(s) = &entry.source {
             // Nothing to wait for: no task (this is on every command's path).
             let resolved = Ok(Resolved { value: s.value.clone(), stale: false });
