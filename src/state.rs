@@ -15,10 +15,10 @@ use tokio_util::sync::CancellationToken;
 use crate::auth::ApiKeys;
 use crate::bash::EventStore;
 use crate::config::{Config, HttpConfig, ListenAddr};
+use crate::egress::grant::Grants;
 use crate::exec::Executor;
 use crate::mask::MaskSet;
 use crate::ratelimit::RateLimit;
-use crate::egress::grant::Grants;
 use crate::run::{Egress, Parts, Runner};
 use crate::secrets::fetch::{FetchBuildError, Fetcher};
 use crate::secrets::registry::Registry;
@@ -72,7 +72,11 @@ impl AppState {
 
     /// As [`AppState::new`], with the egress CA's certificate (PEM) for the CA bundle commands
     /// that hold placeholders trust; the bundle is written now, when egress mode is on.
-    pub fn with_egress_ca(config: &Config, keys: ApiKeys, egress_ca_pem: Option<&str>) -> Result<Self, StateError> {
+    pub fn with_egress_ca(
+        config: &Config,
+        keys: ApiKeys,
+        egress_ca_pem: Option<&str>,
+    ) -> Result<Self, StateError> {
         let egress_cfg = &config.egress;
         if egress_cfg.enabled {
             crate::egress::bundle::write_bundle(

@@ -155,10 +155,12 @@ fn list_entry(state: &AppState, v: &Visible, st: EntryState) -> ListEntry {
         shadowed: v.shadowed,
         source: entry.provenance.as_str(),
         origin,
-        egress: state.runner.egress().binding(entry.name.as_str(), entry.source.egress()).map(|b| ListEgress {
-            hosts: b.hosts.iter().map(ToString::to_string).collect(),
-            headers: b.headers.iter().map(|h| h.as_str().to_owned()).collect(),
-            query: b.query.clone(),
+        egress: state.runner.egress().binding(entry.name.as_str(), entry.source.egress()).map(|b| {
+            ListEgress {
+                hosts: b.hosts.iter().map(ToString::to_string).collect(),
+                headers: b.headers.iter().map(|h| h.as_str().to_owned()).collect(),
+                query: b.query.clone(),
+            }
         }),
         state: ListState {
             status: st.status,

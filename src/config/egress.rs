@@ -90,7 +90,8 @@ pub(super) fn egress_config(args: &ServeArgs, env: &Env) -> Result<EgressConfig,
     }
     let upstream_proxy = match &args.egress_upstream_proxy {
         Some(p) => {
-            let url = Url::parse(p).map_err(|source| ConfigError::Url { option: "--egress-upstream-proxy", source })?;
+            let url = Url::parse(p)
+                .map_err(|source| ConfigError::Url { option: "--egress-upstream-proxy", source })?;
             if url.scheme() != "http" || url.host().is_none() {
                 return Err(invalid("--egress-upstream-proxy", "must be an http:// proxy URL".into()));
             }
@@ -126,4 +127,64 @@ pub(super) fn egress_config(args: &ServeArgs, env: &Env) -> Result<EgressConfig,
         inherited_bundle,
         placeholder_key: None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(args: &[&str], env: &[(&str, &str)]) -> Result<EgressConfig, ConfigError> {
+        let args =
+            ServeArgs::parse_from(std::iter::once("secret-sidecar").chain(args.iter().copied())).unwrap();
+        egress_config(&args, &Env::from_pairs(env.iter().map(|(k, v)| (k.to_string(), v.to_string()))))
+    }
+
+    #[test]
+    fn defaults() {
+        let c = config(&[], &[("XDG_RUNTIME_DIR", "/run/user/7")]).unwrap();
+        assert!(c.enabled && c.bindings.is_empty());
+        assert_eq!(c.listen, "127.0.0.1:8002".parse().unwrap());
+        assert_eq!(c.ca_bundle, PathBuf::from("/run/user/7/secret-sidecar/egress-ca-bundle.pem"));
+        assert!(!config(&["--egress", "off"], &[]).unwrap().enabled);
+    }
+
+    #[test]
+    fn bindings_explicit_win_over_defaults() {
+        let c = config(&["--egress-defaults", "--egress-bind", "GITHUB_TOKEN=ghe.example.com"], &[]).unwrap();
+        assert!(c.bindings.get("GITHUB_TOKEN").unwrap().covers("ghe.example.com"));
+        assert!(!c.bindings.get("GITHUB_TOKEN").unwrap().covers("api.github.com"));
+        assert!(c.bindings.get("GH_TOKEN").unwrap().covers("api.github.com"));
+        assert!(config(&[], &[]).unwrap().bindings.get("GH_TOKEN").is_none());
+    }
+
+    #[test]
+    fn errors_name_the_option_and_never_a_credential() {
+        for (args, option) in [
+            (&["--egress-listen", "nope"][..], "--egress-listen"),
+            (&["--egress-bind", "X=*.com"], "--egress-bind"),
+            (&["--egress-bind", "X=10.0.0.1"], "--egress-bind"),
+            (&["--egress-resolve", "a.example=nope"], "--egress-resolve"),
+            (&["--egress-resolve", "*.example.com=127.0.0.1"], "--egress-resolve"),
+            (&["--egress-upstream-proxy", "socks5://u:sekrit@h"], "--egress-upstream-proxy"),
+            (&["--egress-upstream-proxy", "http://u:sekrit@[::1"], "--egress-upstream-proxy"),
+            (&["--egress-extra-ca-file", "/no/such/file"], "--egress-extra-ca-file"),
+            (&["--egress-ca-bundle", "relative.pem"], "--egress-ca-bundle"),
+        ] {
+            let e = config(args, &[]).unwrap_err();
+            assert_eq!(e.option(), option, "{args:?}");
+            assert!(!format!("{e} {e:?}").contains("sekrit"), "{e}");
+        }
+        let c = config(
+            &[
+                "--egress-resolve",
+                "API.example.com=127.0.0.1",
+                "--egress-upstream-proxy",
+                "http://u:sekrit@proxy.example:3128",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.resolve, [("api.example.com".to_owned(), "127.0.0.1".parse().unwrap())]);
+        assert!(!format!("{c:?}").contains("sekrit"));
+    }
 }

@@ -25,7 +25,12 @@ const GITHUB_HOSTS: &[&str] = &[
 
 /// The table (README: "Egress defaults").
 pub(crate) const DEFAULTS: &[DefaultRow] = &[
-    DefaultRow { names: &["GITHUB_TOKEN", "GH_TOKEN", "GITHUB_PAT"], hosts: GITHUB_HOSTS, headers: &[], query: &[] },
+    DefaultRow {
+        names: &["GITHUB_TOKEN", "GH_TOKEN", "GITHUB_PAT"],
+        hosts: GITHUB_HOSTS,
+        headers: &[],
+        query: &[],
+    },
     DefaultRow {
         names: &["GITLAB_TOKEN", "GL_TOKEN", "GITLAB_PRIVATE_TOKEN"],
         hosts: &["gitlab.com", "registry.gitlab.com"],
@@ -39,7 +44,12 @@ pub(crate) const DEFAULTS: &[DefaultRow] = &[
         query: &[],
     },
     DefaultRow { names: &["OPENAI_API_KEY"], hosts: &["api.openai.com"], headers: &[], query: &[] },
-    DefaultRow { names: &["ANTHROPIC_API_KEY"], hosts: &["api.anthropic.com"], headers: &["x-api-key"], query: &[] },
+    DefaultRow {
+        names: &["ANTHROPIC_API_KEY"],
+        hosts: &["api.anthropic.com"],
+        headers: &["x-api-key"],
+        query: &[],
+    },
     DefaultRow {
         names: &["NPM_TOKEN", "NODE_AUTH_TOKEN"],
         hosts: &["registry.npmjs.org"],
@@ -52,7 +62,12 @@ pub(crate) const DEFAULTS: &[DefaultRow] = &[
         headers: &[],
         query: &[],
     },
-    DefaultRow { names: &["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"], hosts: &["huggingface.co"], headers: &[], query: &[] },
+    DefaultRow {
+        names: &["HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"],
+        hosts: &["huggingface.co"],
+        headers: &[],
+        query: &[],
+    },
     DefaultRow {
         names: &["GOOGLE_API_KEY", "GEMINI_API_KEY"],
         hosts: &["generativelanguage.googleapis.com"],
@@ -66,7 +81,12 @@ pub(crate) const DEFAULTS: &[DefaultRow] = &[
     DefaultRow { names: &["TOGETHER_API_KEY"], hosts: &["api.together.xyz"], headers: &[], query: &[] },
     DefaultRow { names: &["TAVILY_API_KEY"], hosts: &["api.tavily.com"], headers: &[], query: &[] },
     DefaultRow { names: &["LINEAR_API_KEY"], hosts: &["api.linear.app"], headers: &[], query: &[] },
-    DefaultRow { names: &["SLACK_BOT_TOKEN", "SLACK_TOKEN"], hosts: &["slack.com"], headers: &[], query: &[] },
+    DefaultRow {
+        names: &["SLACK_BOT_TOKEN", "SLACK_TOKEN"],
+        hosts: &["slack.com"],
+        headers: &[],
+        query: &[],
+    },
     DefaultRow { names: &["VERCEL_TOKEN"], hosts: &["api.vercel.com"], headers: &[], query: &[] },
     DefaultRow { names: &["CLOUDFLARE_API_TOKEN"], hosts: &["api.cloudflare.com"], headers: &[], query: &[] },
 ];
@@ -75,8 +95,11 @@ pub(crate) const DEFAULTS: &[DefaultRow] = &[
 pub(crate) fn default_bindings() -> Vec<(String, Binding)> {
     let mut out = Vec::new();
     for row in DEFAULTS {
-        let binding = build(row.hosts.iter().copied(), row.headers.iter().copied(), row.query.iter().copied())
-            .unwrap_or_else(|(field, e)| panic!("built-in egress default {:?} {field:?}: {e}", row.names));
+        let binding =
+            build(row.hosts.iter().copied(), row.headers.iter().copied(), row.query.iter().copied())
+                .unwrap_or_else(|(field, e)| {
+                    panic!("built-in egress default {:?} {field:?}: {e}", row.names)
+                });
         out.extend(row.names.iter().map(|n| ((*n).to_owned(), binding.clone())));
     }
     out

@@ -83,12 +83,19 @@ pub fn parse_host(raw: &str, index: usize) -> Result<HostPattern, BindingError> 
     }
     let rest = rest.strip_suffix('.').unwrap_or(rest);
     if rest.is_empty() || rest.starts_with('[') {
-        return Err(if rest.starts_with('[') { BindingError::IpLiteral(index) } else { BindingError::NotHost(index) });
+        return Err(if rest.starts_with('[') {
+            BindingError::IpLiteral(index)
+        } else {
+            BindingError::NotHost(index)
+        });
     }
     if rest.parse::<std::net::IpAddr>().is_ok() {
         return Err(BindingError::IpLiteral(index));
     }
-    if rest.chars().any(|c| matches!(c, ':' | '/' | '?' | '#' | '@' | '\\') || c.is_whitespace() || c.is_control()) {
+    if rest
+        .chars()
+        .any(|c| matches!(c, ':' | '/' | '?' | '#' | '@' | '\\') || c.is_whitespace() || c.is_control())
+    {
         return Err(BindingError::NotHost(index));
     }
     // The URL host parser does what a client does with the name: IDNA to ASCII, lower case,
@@ -213,7 +220,11 @@ pub enum BindFlagError {
 pub fn parse_bind_flag(text: &str) -> Result<(String, Binding), BindFlagError> {
     let (name, rest) = text.split_once('=').ok_or(BindFlagError::Shape)?;
     if !crate::secrets::value::is_env_name(name) {
-        return Err(BindFlagError::Name(if name.len() <= 64 && name.is_ascii() { name.to_owned() } else { "the name".into() }));
+        return Err(BindFlagError::Name(if name.len() <= 64 && name.is_ascii() {
+            name.to_owned()
+        } else {
+            "the name".into()
+        }));
     }
     let mut parts = rest.split(';');
     let hosts: Vec<&str> = parts.next().unwrap_or_default().split(',').filter(|h| !h.is_empty()).collect();
@@ -267,7 +278,9 @@ mod tests {
     fn headers_and_query() {
         assert_eq!(parse_header("X-Api-Key", 0).unwrap().unwrap().as_str(), "x-api-key");
         assert_eq!(parse_header("Authorization", 0), Ok(None));
-        for bad in ["Host", "content-length", "Transfer-Encoding", "Proxy-Authorization", "Cookie", "Connection"] {
+        for bad in
+            ["Host", "content-length", "Transfer-Encoding", "Proxy-Authorization", "Cookie", "Connection"]
+        {
             assert_eq!(parse_header(bad, 2), Err(BindingError::ForbiddenHeader(2)), "{bad}");
         }
         for bad in ["", "X Key", "X-Key\n", "é"] {
@@ -281,13 +294,22 @@ mod tests {
 
     #[test]
     fn bind_flag() {
-        let (name, b) = parse_bind_flag("GITLAB_TOKEN=gitlab.com,*.gitlab.example;header=PRIVATE-TOKEN;query=private_token").unwrap();
+        let (name, b) = parse_bind_flag(
+            "GITLAB_TOKEN=gitlab.com,*.gitlab.example;header=PRIVATE-TOKEN;query=private_token",
+        )
+        .unwrap();
         assert_eq!(name, "GITLAB_TOKEN");
         assert_eq!(b.hosts.len(), 2);
         assert_eq!(b.headers[0].as_str(), "private-token");
         assert_eq!(b.query, ["private_token"]);
-        assert!(matches!(parse_bind_flag("X=*.com"), Err(BindFlagError::Hosts { source: BindingError::PublicSuffix(0), .. })));
-        assert!(matches!(parse_bind_flag("X="), Err(BindFlagError::Hosts { source: BindingError::NoHosts, .. })));
+        assert!(matches!(
+            parse_bind_flag("X=*.com"),
+            Err(BindFlagError::Hosts { source: BindingError::PublicSuffix(0), .. })
+        ));
+        assert!(matches!(
+            parse_bind_flag("X="),
+            Err(BindFlagError::Hosts { source: BindingError::NoHosts, .. })
+        ));
         assert!(matches!(parse_bind_flag("X=a.com;cookie=1"), Err(BindFlagError::Option { .. })));
         assert!(matches!(parse_bind_flag("nope"), Err(BindFlagError::Shape)));
         assert!(matches!(parse_bind_flag("1X=a.com"), Err(BindFlagError::Name(_))));

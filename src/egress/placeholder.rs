@@ -334,9 +334,15 @@ mod tests {
         assert_ne!(fixed(7).make("sandbox/A", v), fixed(7).make("sandbox/B", v));
         assert_ne!(fixed(7).make("sandbox/A", v), fixed(7).make("conv/A", v));
         assert_ne!(fixed(7).make("sandbox/A", v), fixed(8).make("sandbox/A", v));
-        assert_ne!(Placeholders::new(None).make("sandbox/A", v), Placeholders::new(None).make("sandbox/A", v));
+        assert_ne!(
+            Placeholders::new(None).make("sandbox/A", v),
+            Placeholders::new(None).make("sandbox/A", v)
+        );
         // Not derived from the value: another value of the same shape gets the same one.
-        assert_eq!(fixed(7).make("sandbox/A", v), fixed(7).make("sandbox/A", b"some-opaque-value-0987654321"));
+        assert_eq!(
+            fixed(7).make("sandbox/A", v),
+            fixed(7).make("sandbox/A", b"some-opaque-value-0987654321")
+        );
     }
 
     proptest! {

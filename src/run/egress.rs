@@ -54,6 +54,9 @@ pub(crate) fn is_egress_var(name: &str) -> bool {
         || matches!(name, "NO_PROXY" | "no_proxy" | "NODE_USE_ENV_PROXY")
 }
 
+/// An export that is bound, and its binding.
+pub(crate) type Bound = (String, Arc<Binding>);
+
 /// Egress mode's part of the pipeline. Shared by every command.
 pub(crate) struct Egress {
     enabled: bool,
@@ -126,7 +129,9 @@ impl Egress {
     /// the bound static values, so they are never exported raw under another name.
     pub(crate) fn check_update(&self, entries: &[(SecretName, SecretSource)]) -> Result<(), EntryError> {
         for (name, source) in entries {
-            let SecretSource::Static(StaticSecret { value: Some(value), egress, .. }) = source else { continue };
+            let SecretSource::Static(StaticSecret { value: Some(value), egress, .. }) = source else {
+                continue;
+            };
             if self.binding(name.as_str(), egress.as_ref()).is_none() {
                 continue;
             }
@@ -152,7 +157,7 @@ impl Egress {
         &self,
         exports: &[(String, SecretValue)],
         own: &BTreeMap<String, Arc<Binding>>,
-    ) -> (Vec<(String, Arc<Binding>)>, Vec<(String, MissingReason)>) {
+    ) -> (Vec<Bound>, Vec<(String, MissingReason)>) {
         let (mut bound, mut refused) = (Vec::new(), Vec::new());
         if !self.enabled {
             return (bound, refused);
@@ -197,7 +202,7 @@ impl Egress {
         &self,
         id: impl Fn(&str) -> String,
         secrets: &[(String, SecretValue)],
-        bound: &[(String, Arc<Binding>)],
+        bound: &[Bound],
         inherited: impl Fn(&str) -> Option<&'a OsStr>,
     ) -> Issued {
         let mut placeholders = BTreeMap::new();
@@ -217,7 +222,8 @@ impl Egress {
             });
         }
         let credential = self.grants.issue(grants);
-        let url = format!("http://{}:{}@{}", Credential::USER, credential.token().expose_secret(), self.proxy_addr);
+        let url =
+            format!("http://{}:{}@{}", Credential::USER, credential.token().expose_secret(), self.proxy_addr);
         let text = |s: &[u8]| SecretValue::from_bytes(s.to_vec());
         let mut vars: Vec<(String, SecretValue)> = Vec::new();
         for name in PROXY_VARS {
@@ -241,7 +247,8 @@ impl Egress {
     }
 
     fn digest(&self, value: &[u8]) -> [u8; 32] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.digest_key).expect("HMAC takes any key length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.digest_key).expect("HMAC takes any key length");
         mac.update(value);
         mac.finalize().into_bytes().into()
     }

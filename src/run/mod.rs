@@ -32,12 +32,12 @@ use crate::egress::grant::Credential;
 use crate::exec::{Chunk, ExecConfig, ExecOutcome, ExecRequest, Executor};
 use crate::mask::{MaskSet, Masker};
 use crate::secrets::export::{Gathered, MissingReason, MissingSecret, gather};
-use egress::is_egress_var;
 use crate::secrets::registry::{Registry, ScopeId};
 use crate::secrets::resolver::Resolver;
 use crate::secrets::select::Requested;
 use crate::secrets::session_key::SessionKey;
 use crate::secrets::value::SecretValue;
+use egress::is_egress_var;
 
 pub(crate) use egress::Egress;
 pub(crate) use error::RunError;
@@ -163,7 +163,8 @@ impl Runner {
     pub(crate) fn new(parts: Parts, scrub_names: Vec<String>) -> Self {
         let Parts { registry, resolver, executor, masks, keys, session_key, egress } = parts;
         let slots = Arc::new(Semaphore::new(executor.config().max_concurrent));
-        let inner = Inner { registry, resolver, executor, masks, slots, scrub_names, keys, session_key, egress };
+        let inner =
+            Inner { registry, resolver, executor, masks, slots, scrub_names, keys, session_key, egress };
         Self { inner: Arc::new(inner) }
     }
 
@@ -329,7 +330,11 @@ impl Runner {
 
     /// Adds `values` to the mask set and returns a masker that hides them (and everything
     /// held before). With `--refuse-unmaskable`, a value too short to mask refuses the command.
-    async fn masks_for(&self, scope: &ScopeId, values: &[(&str, &SecretValue)]) -> Result<Arc<Masker>, RunError> {
+    async fn masks_for(
+        &self,
+        scope: &ScopeId,
+        values: &[(&str, &SecretValue)],
+    ) -> Result<Arc<Masker>, RunError> {
         let masks = &self.inner.masks;
         if self.config().refuse_unmaskable {
             if let Some((name, _)) = values.iter().find(|(_, v)| !masks.is_maskable(v.expose())) {

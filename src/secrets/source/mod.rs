@@ -25,9 +25,9 @@ use egress::parse_egress;
 use lookup::{MAX_HEADERS, parse_env_headers, parse_headers, parse_url};
 
 use super::origin::{Origin, OriginKind, OriginPolicy};
+use super::value::{SecretName, SecretValue, is_env_name};
 use crate::egress::binding::Binding;
 use crate::egress::parse::MIN_BOUND_BYTES;
-use super::value::{SecretName, SecretValue, is_env_name};
 
 /// Longest accepted description, in characters.
 const MAX_DESCRIPTION_CHARS: usize = 1024;
@@ -108,12 +108,11 @@ impl SecretSource {
 impl fmt::Debug for SecretSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Static(s) => {
-                f.debug_struct("StaticSecret")
+            Self::Static(s) => f
+                .debug_struct("StaticSecret")
                 .field("has_value", &s.value.is_some())
                 .field("egress", &s.egress)
-                .finish_non_exhaustive()
-            }
+                .finish_non_exhaustive(),
             Self::Lookup(l) => f
                 .debug_struct("LookupSecret")
                 .field("origin", &l.origin.to_string())
@@ -283,7 +282,9 @@ fn static_value(s: &str, max_bytes: usize) -> Result<Option<SecretValue>, String
 
 /// The message for a bound value under [`MIN_BOUND_BYTES`].
 pub fn too_short_to_bind() -> String {
-    format!("a value bound to egress hosts must be at least {MIN_BOUND_BYTES} bytes (its placeholder would be guessable)")
+    format!(
+        "a value bound to egress hosts must be at least {MIN_BOUND_BYTES} bytes (its placeholder would be guessable)"
+    )
 }
 
 fn parse_description(obj: &Map<String, Value>) -> Result<Option<String>, FieldError> {
@@ -588,6 +589,35 @@ mod tests {
         };
         assert_eq!(l.url.as_str(), "https://app.example.dev/Path?q=%20");
         assert!(one(lookup("headers", json!({"X-A": "a b"}))).is_ok(), "a space inside a value is fine");
+    }
+
+    #[test]
+    fn egress_fields() {
+        let s = one(json!({"value": "v".repeat(16), "egress_hosts": ["API.example.com", "*.example.org"], "egress_headers": ["X-Api-Key", "Authorization"], "egress_query": ["key"]})).unwrap();
+        let b = s.egress().unwrap();
+        assert!(b.covers("api.example.com") && b.covers("a.example.org") && !b.covers("example.org"));
+        assert_eq!(b.headers.iter().map(|h| h.as_str()).collect::<Vec<_>>(), ["x-api-key"]);
+        let l = one(json!({"kind": "LookupSecret", "url": "https://app.example.dev/x", "egress_hosts": ["api.example.com"]})).unwrap();
+        assert!(l.egress().is_some());
+        // Part of descriptor equality: a changed binding is a changed descriptor.
+        let other = one(json!({"kind": "LookupSecret", "url": "https://app.example.dev/x", "egress_hosts": ["api.example.net"]})).unwrap();
+        assert!(l != other);
+        assert!(one(json!("plain-value")).unwrap().egress().is_none());
+        let e = one(json!({"value": "sekrit-canary", "egress_hosts": ["api.example.com"]})).unwrap_err();
+        assert_eq!(e.loc, ["body", "secrets", "N", "value"]);
+        assert!(e.msg.contains("16 bytes") && !e.to_string().contains("sekrit"), "{e}");
+        for (entry, field) in [
+            (json!({"value": "v".repeat(16), "egress_hosts": "api.example.com"}), "egress_hosts"),
+            (json!({"value": "v".repeat(16), "egress_hosts": [1]}), "egress_hosts"),
+            (json!({"value": "v".repeat(16), "egress_hosts": ["127.0.0.1"]}), "egress_hosts"),
+            (json!({"value": "v".repeat(16), "egress_query": ["key"]}), "egress_hosts"),
+            (
+                json!({"value": "v".repeat(16), "egress_hosts": ["a.example.com"], "egress_headers": ["Cookie"]}),
+                "egress_headers",
+            ),
+        ] {
+            assert_eq!(one(entry.clone()).unwrap_err().loc[3], field, "{entry}");
+        }
     }
 
     #[test]
