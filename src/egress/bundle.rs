@@ -43,10 +43,13 @@ pub fn write_bundle(path: &Path, inherited: Option<&Path>, ca_pem: Option<&str>)
     }
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(err)?;
+    // A name of its own per write: two writers (two services in one test process) must not
+    // rename each other's file away.
     let tmp = dir.join(format!(
-        ".{}.{}.tmp",
+        ".{}.{}.{:016x}.tmp",
         path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
-        std::process::id()
+        std::process::id(),
+        rand::random::<u64>()
     ));
     let written = (|| {
         let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;

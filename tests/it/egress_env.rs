@@ -64,7 +64,7 @@ fn environ(stdout: &str) -> std::collections::BTreeMap<String, String> {
     stdout.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_owned(), v.to_owned())).collect()
 }
 
-const PRINT_ENVIRON: &str = "tr '\\0' '\\n' < /proc/self/environ";
+const PRINT_ENVIRON: &str = "cat /proc/self/environ | tr '\\0' '\\n'";
 
 #[tokio::test]
 async fn a_bound_secret_is_its_placeholder_with_the_proxy_and_ca_variables() {
@@ -87,7 +87,7 @@ async fn a_bound_secret_is_its_placeholder_with_the_proxy_and_ca_variables() {
     let stdout = out["stdout"].as_str().unwrap();
     assert!(!stdout.contains(GH_VALUE) && !stdout.contains(HIDDEN), "{stdout}");
     let env = environ(stdout);
-    let placeholder = &env["GITHUB_TOKEN"];
+    let placeholder = env.get("GITHUB_TOKEN").unwrap_or_else(|| panic!("{out}"));
     assert_eq!(placeholder.len(), GH_VALUE.len());
     assert!(placeholder.starts_with("ghp_") && placeholder != GH_VALUE, "{placeholder}");
     assert_eq!(out["exported"], json!(["GITHUB_TOKEN"]), "{out}");
@@ -280,7 +280,9 @@ async fn a_bound_value_is_never_exported_raw_under_another_name() {
     assert_eq!(status, 424, "{body}");
     assert!(body["missing"][0]["error"].as_str().unwrap().contains("bound to egress hosts"), "{body}");
     // Implicitly used, it is skipped; the command still runs with the rest.
-    let out = run(&app, json!({"command": "printf '%s|%s' \"${COPY:-unset}\" \"$OTHER\""})).await;
+    // (`printenv COPY` names it without a `$`: an implicit use.)
+    let out =
+        run(&app, json!({"command": "printf '%s|%s' \"$(printenv COPY || echo unset)\" \"$OTHER\""})).await;
     assert_eq!(out["stdout"], format!("unset|{HIDDEN}"), "{out}");
     assert_eq!(out["skipped"], json!(["COPY"]), "{out}");
 }
