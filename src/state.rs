@@ -79,11 +79,22 @@ impl AppState {
     ) -> Result<Self, StateError> {
         let egress_cfg = &config.egress;
         if egress_cfg.enabled {
-            crate::egress::bundle::write_bundle(
-                &egress_cfg.ca_bundle,
+            let bundle = &egress_cfg.ca_bundle;
+            let written = crate::egress::bundle::write_bundle(
+                bundle,
                 egress_cfg.inherited_bundle.as_deref(),
                 egress_ca_pem,
-            )?;
+            );
+            match written {
+                // Bindings configured at start: egress mode is clearly wanted, so this is fatal.
+                Err(e) if !egress_cfg.bindings.is_empty() => return Err(e.into()),
+                // Otherwise only a descriptor that brings its own binding needs the bundle.
+                Err(e) => tracing::warn!(
+                    "{e}: {}; commands that hold placeholders will not trust the egress CA",
+                    e.source
+                ),
+                Ok(()) => {}
+            }
         }
         let egress = Arc::new(Egress::new(egress_cfg, Grants::new()));
         let lookup = &config.lookup;

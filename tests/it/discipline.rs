@@ -6,7 +6,10 @@
 const ALLOWED: &[(&str, &str)] = &[
     ("src/auth.rs", "hashing accepted keys for constant-time comparison; writing the generated key file"),
     ("src/config/env.rs", "tests of the keys read from the environment"),
+    ("src/egress/grant.rs", "issuing a credential: hashing its token for the lookup map"),
+    ("src/egress/placeholder.rs", "copying the configured placeholder key"),
     ("src/exec/env.rs", "building the child's environment and scrubbing variables that contain a key"),
+    ("src/run/egress.rs", "a bound value's grant, its length and text checks, and its keyed digest"),
     ("src/run/mod.rs", "adding a command's values to the mask set; refusing values too short to mask"),
     ("src/secrets/resolver.rs", "masking fetched values; handing the secret list's body to discovery"),
     ("src/secrets/resolver/upstream.rs", "outbound header values (sensitive); masking a new session key"),
