@@ -289,3 +289,86 @@ fn trim_list(bytes: &[u8]) -> &[u8] {
     }
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::egress::binding::HostPattern;
+
+    fn egress(args: &[&str]) -> Egress {
+        let argv = std::iter::once("secret-sidecar").chain(args.iter().copied());
+        let args = crate::cli::ServeArgs::parse_from(argv).unwrap();
+        let path = std::env::var("PATH").unwrap_or_default();
+        let env = crate::config::Env::from_pairs([("PATH".to_owned(), path)]);
+        let config = crate::config::Config::new(&args, &env).unwrap();
+        Egress::new(&config.egress, Grants::new())
+    }
+
+    fn value(s: &str) -> SecretValue {
+        SecretValue::from_bytes(s.as_bytes().to_vec()).unwrap()
+    }
+
+    #[test]
+    fn classify_binds_refuses_and_remembers() {
+        let e = egress(&["--egress-bind", "A=a.example.com", "--egress-bind", "SHORT=a.example.com"]);
+        let own = BTreeMap::from([(
+            "OWN".to_owned(),
+            Arc::new(Binding {
+                hosts: vec![HostPattern::Exact("own.example.com".into())],
+                ..Binding::default()
+            }),
+        )]);
+        let exports = vec![
+            ("A".to_owned(), value("a-value-0123456789")),
+            ("COPY_OF_A".to_owned(), value("a-value-0123456789")),
+            ("OWN".to_owned(), value("own-value-0123456789")),
+            ("PLAIN".to_owned(), value("plain")),
+            ("SHORT".to_owned(), value("too-short")),
+        ];
+        let (bound, refused) = e.classify(&exports, &own);
+        let names: Vec<&str> = bound.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["A", "OWN"]);
+        let refused: Vec<String> = refused.iter().map(|(_, r)| r.to_string()).collect();
+        assert_eq!(refused.len(), 2, "{refused:?}");
+        assert!(refused[0].contains("SHORT") && refused[0].contains("too short to bind"));
+        assert!(refused[1].contains("COPY_OF_A") && refused[1].contains("bound to egress hosts"));
+        // Remembered: later, alone, the copy is still refused.
+        let (_, refused) = e.classify(&exports[1..2], &BTreeMap::new());
+        assert_eq!(refused.len(), 1);
+        // Off: nothing is bound or refused.
+        let off = egress(&["--egress", "off", "--egress-bind", "A=a.example.com"]);
+        assert_eq!(off.classify(&exports, &own).0.len() + off.classify(&exports, &own).1.len(), 0);
+    }
+
+    #[test]
+    fn issue_makes_one_credential_and_the_variables() {
+        let e = egress(&["--egress-listen", "0.0.0.0:9002", "--egress-ca-bundle", "/run/b.pem"]);
+        let binding =
+            Arc::new(Binding { hosts: vec![HostPattern::Exact("a.example".into())], ..Binding::default() });
+        let secrets = vec![("A".to_owned(), value("a-value-0123456789"))];
+        let inherited = |name: &str| (name == "no_proxy").then(|| OsStr::new(" corp.example, "));
+        let issued = e.issue(|n| format!("sandbox/{n}"), &secrets, &[("A".to_owned(), binding)], inherited);
+        assert_eq!(e.grants().live_count(), 1);
+        let var = |name: &str| {
+            let (_, v) = issued.vars.iter().find(|(n, _)| n == name).unwrap();
+            String::from_utf8(v.expose().to_vec()).unwrap()
+        };
+        let token = issued.credential.token().expose_secret().to_owned();
+        assert_eq!(var("HTTPS_PROXY"), format!("http://cmd:{token}@127.0.0.1:9002"));
+        assert_eq!(var("NO_PROXY"), "corp.example,localhost,127.0.0.1,::1", "the other case's value");
+        assert_eq!(var("no_proxy"), "corp.example,localhost,127.0.0.1,::1");
+        assert_eq!(var("GIT_SSL_CAINFO"), "/run/b.pem");
+        assert!(issued.vars.iter().all(|(n, _)| is_egress_var(n)));
+        let placeholder = issued.placeholders["A"].expose().to_vec();
+        assert_eq!(placeholder.len(), 18);
+        assert_ne!(placeholder, b"a-value-0123456789");
+
+        // A live token is scrubbed from a request env; a dead one is not looked for.
+        let mut env =
+            vec![("X".to_owned(), format!("http://cmd:{token}@h")), ("Y".to_owned(), "cmd:nothing".into())];
+        e.scrub_env(&mut env);
+        assert_eq!(env.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(), ["Y"]);
+        drop(issued);
+        assert_eq!(e.grants().live_count(), 0);
+    }
+}

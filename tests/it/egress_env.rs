@@ -4,9 +4,11 @@
 //! and list routes check and show bindings without ever showing a placeholder.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::Method;
+use secrecy::SecretBox;
 use secret_sidecar::AppState;
 use secret_sidecar::auth::ApiKeys;
 use secret_sidecar::cli::ServeArgs;
@@ -33,13 +35,19 @@ fn temp_dir(tag: &str) -> PathBuf {
 
 /// The service in-process with the test CA's PEM in the commands' bundle.
 async fn spawn(args: &[&str], env: &[(&str, &str)]) -> TestApp {
+    spawn_keyed(args, env, None).await
+}
+
+/// [`spawn`], with placeholders derived from `placeholder_key` (as a state key provides).
+async fn spawn_keyed(args: &[&str], env: &[(&str, &str)], placeholder_key: Option<[u8; 32]>) -> TestApp {
     let mut argv = vec!["secret-sidecar", "--listen", "127.0.0.1:0"];
     argv.extend_from_slice(args);
     let args = ServeArgs::parse_from(argv).expect("test flags parse");
     let path = std::env::var("PATH").unwrap_or_default();
     let mut vars = vec![("SESSION_API_KEY", KEY), ("PATH", path.as_str())];
     vars.extend_from_slice(env);
-    let config = Config::new(&args, &Env::from_pairs(vars)).expect("test config is valid");
+    let mut config = Config::new(&args, &Env::from_pairs(vars)).expect("test config is valid");
+    config.egress.placeholder_key = placeholder_key.map(|k| Arc::new(SecretBox::new(Box::new(k))));
     let keys = ApiKeys::load(&config.auth).expect("keys load");
     let listener = Listener::bind(&config.listen).await.expect("bind port 0");
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -341,4 +349,21 @@ async fn the_binary_takes_bindings_from_its_environment_and_defaults() {
         assert!(!logs.contains(value), "a value was logged");
     }
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test]
+async fn placeholders_survive_a_restart_with_a_placeholder_key_and_only_then() {
+    let placeholder = |app: TestApp| async move {
+        assert_eq!(register(&app, json!({"GITHUB_TOKEN": GH_VALUE})).await.0, 200);
+        let out = run(&app, json!({"command": "printf '%s' \"$GITHUB_TOKEN\""})).await;
+        out["stdout"].as_str().unwrap().to_owned()
+    };
+    let args = ["--egress-bind", "GITHUB_TOKEN=api.github.com"];
+    let first = placeholder(spawn_keyed(&args, &[], Some([5; 32])).await).await;
+    let again = placeholder(spawn_keyed(&args, &[], Some([5; 32])).await).await;
+    assert_eq!(first, again);
+    assert!(first.starts_with("ghp_") && first != GH_VALUE, "{first}");
+    let random = placeholder(spawn(&args, &[]).await).await;
+    assert_ne!(first, random);
+    assert_ne!(random, placeholder(spawn(&args, &[]).await).await, "random per start");
 }
