@@ -2,7 +2,9 @@
 //!
 //! [`Runner::prepare`] applies the request bounds (timeout, `cwd`), takes a command slot,
 //! gathers the secrets the command uses (concurrent resolution, aliases, the 424 rule), makes
-//! them fit what `execve` accepts, and adds their values to the global mask set;
+//! them fit what `execve` accepts, and adds their values to the global mask set; in egress
+//! mode (`egress`) it then swaps bound values for their placeholders and issues the
+//! command's proxy credential, which lives until the command ends;
 //! [`Runner::run`] then drives the executor. `/commands`, `/commands/stream` and
 //! `/api/bash/*` are thin adapters around these two steps, so the two route families cannot
 //! drift apart; where their wire behaviour differs on purpose (the bash routes clamp an
