@@ -294,6 +294,14 @@ mod tests {
     }
 
     #[test]
+    fn github_checksum_is_zlib_crc32_in_base62_0_9_a_z_lowercase_last() {
+        // Computed independently (zlib's CRC32, digits then upper then lower case), the way
+        // public token scanners check real `ghp_` tokens.
+        assert_eq!(github_checksum(b"abcdefghijklmnopqrstuvwxyz0123"), "2LolCm");
+        assert_eq!(github_checksum(b"000000000000000000000000000000"), "2C8GjS");
+    }
+
+    #[test]
     fn well_known_shapes() {
         let p = fixed(1);
         let cases = [
