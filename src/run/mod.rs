@@ -15,6 +15,7 @@
 
 mod error;
 mod fit;
+mod measure;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -29,6 +30,7 @@ use zeroize::Zeroizing;
 use crate::auth::ApiKeys;
 use crate::exec::{Chunk, ExecConfig, ExecOutcome, ExecRequest, Executor};
 use crate::mask::{MaskSet, Masker};
+use crate::metrics::CommandMetrics;
 use crate::secrets::export::{Gathered, MissingReason, MissingSecret, gather};
 use crate::secrets::registry::{Registry, ScopeId};
 use crate::secrets::resolver::Resolver;
@@ -136,6 +138,7 @@ struct Inner {
     scrub_names: Vec<String>,
     keys: Arc<ApiKeys>,
     session_key: Arc<SessionKey>,
+    metrics: CommandMetrics,
 }
 
 /// The components the pipeline drives.
@@ -146,15 +149,18 @@ pub(crate) struct Parts {
     pub masks: Arc<MaskSet>,
     pub keys: Arc<ApiKeys>,
     pub session_key: Arc<SessionKey>,
+    /// Where commands are counted.
+    pub metrics: CommandMetrics,
 }
 
 impl Runner {
     /// A pipeline over `parts`, with the bounds of the executor's configuration; commands
     /// never inherit the `scrub_names` variables.
     pub(crate) fn new(parts: Parts, scrub_names: Vec<String>) -> Self {
-        let Parts { registry, resolver, executor, masks, keys, session_key } = parts;
+        let Parts { registry, resolver, executor, masks, keys, session_key, metrics } = parts;
         let slots = Arc::new(Semaphore::new(executor.config().max_concurrent));
-        let inner = Inner { registry, resolver, executor, masks, slots, scrub_names, keys, session_key };
+        let inner =
+            Inner { registry, resolver, executor, masks, slots, scrub_names, keys, session_key, metrics };
         Self { inner: Arc::new(inner) }
     }
 
@@ -221,7 +227,10 @@ impl Runner {
         cancel: CancellationToken,
     ) -> Result<Finished, RunError> {
         let Prepared { request, masker, report, _slot } = prepared;
-        let outcome = match self.inner.executor.run(request, masker, sink, cancel).await {
+        let measured = measure::Measured::start(&self.inner.metrics);
+        let result = self.inner.executor.run(request, masker, sink, cancel).await;
+        measured.end(&result);
+        let outcome = match result {
             Ok(outcome) => outcome,
             Err(e) => {
                 return Err(match fit::spawn_too_large(e, &report.exported) {
