@@ -186,3 +186,15 @@ async fn discovery_runs_are_counted() {
     assert!(sample(&text, list) >= 1.0, "{text}");
     assert!(!text.contains("DISCOVERED_ONE") && !text.contains("sb-1"), "{text}");
 }
+
+#[tokio::test]
+async fn a_saturated_service_is_still_scraped() {
+    let app = TestApp::spawn_with(&["--max-concurrent-requests", "1"], &[]).await;
+    let _held = app.state.take_request_slot().unwrap();
+    assert_eq!(json_of(app.req(Method::GET, "/api/secrets").send().await.unwrap()).await.0, 429);
+    let text = scrape(&app.base, &app.client).await;
+    let busy = "secret_sidecar_http_requests_total{method=\"GET\",route=\"/api/secrets\",status=\"429\"}";
+    assert_eq!(sample(&text, busy), 1.0, "{text}");
+    // The key is still required.
+    assert_eq!(app.client.get(format!("{}/metrics", app.base)).send().await.unwrap().status(), 401);
+}
