@@ -1,8 +1,8 @@
 //! The front door every request passes, in this order: forwarded headers (400), `Host`
 //! (400), then for `/api/*` and `/metrics` the session key (401) — before routing, so an
-//! unauthenticated caller cannot tell which routes exist — and a declared body size over the limit (413,
-//! before any byte is read); then the body is read, within the body deadline (408) and the
-//! size limit (413); only then the concurrency bound (429).
+//! unauthenticated caller cannot tell which routes exist — and a declared body size over the
+//! limit (413, before any byte is read); then the body is read, within the body deadline
+//! (408) and the size limit (413); only then the concurrency bound (429).
 //!
 //! Reading the body before taking a request slot is what keeps a slow sender from holding a
 //! slot: a slot is held only while a request is being handled, never while its body trickles
