@@ -55,6 +55,8 @@ pub(crate) enum Internal {
     Encode(#[source] serde_json::Error),
     #[error("the bash event store refused an event")]
     EventStore,
+    #[error("the metrics could not be encoded")]
+    Metrics(#[source] std::fmt::Error),
 }
 
 /// An error answer of the HTTP API.

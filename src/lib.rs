@@ -23,7 +23,8 @@
 //! - [`client`]: `secret-sidecar exec`, a client of a running sidecar; [`probe`]:
 //!   `secret-sidecar health`; [`install`]: `secret-sidecar install DIR`, for images without a
 //!   shell; `dns`: name resolution without the C library; [`reaper`]: PID 1 duty;
-//!   [`hardening`]: no core dumps; [`telemetry`]: logs.
+//!   [`hardening`]: no core dumps; [`telemetry`]: logs; `metrics`: the Prometheus families
+//!   behind `GET /metrics`, held by the state (no global registry).
 //!
 //! The public surface is small on purpose: what the binary (`main.rs`) needs to start the
 //! service and its subcommands ([`cli`], [`config`], [`server`], [`client`], [`probe`],
@@ -48,6 +49,7 @@ pub mod exec;
 pub mod hardening;
 pub mod install;
 pub mod mask;
+mod metrics;
 pub mod probe;
 mod ratelimit;
 pub mod reaper;

@@ -26,8 +26,8 @@
 //! values are held, within which bounds), `layers` (which compiled layer
 //! holds which values), `set` (compiling and publishing maskers without
 //! stalling callers), `matcher` (searching and one-shot
-//! masking), `prefilter` (skipping text that cannot match) and `stream`
-//! (chunked masking).
+//! masking), `prefilter` (skipping text that cannot match), `stream`
+//! (chunked masking) and `tally` (what the maskers have masked, for metrics).
 
 mod derive;
 mod layers;
@@ -36,6 +36,7 @@ mod prefilter;
 mod retained;
 mod set;
 mod stream;
+mod tally;
 #[cfg(test)]
 mod tests;
 
@@ -43,6 +44,7 @@ pub use derive::{MAX_ENCODED_VALUE_LEN, derive_patterns, is_maskable};
 pub use matcher::Masker;
 pub use set::{MaskSet, MaskStats, Staged};
 pub use stream::StreamMasker;
+pub use tally::OutputTotals;
 
 /// Text that replaces each hidden region.
 pub const REPLACEMENT: &[u8] = b"<secret-hidden>";

@@ -200,7 +200,8 @@ pub async fn start(config: Config) -> Result<(), StartError> {
     if let Some(discovery) = config.discovery.clone() {
         let (registry, resolver, token) =
             (state.registry.clone(), state.resolver.clone(), state.shutdown.clone());
-        tokio::spawn(crate::secrets::discovery::run(discovery, registry, resolver, token));
+        let runs = state.metrics.discovery.clone();
+        tokio::spawn(crate::secrets::discovery::run(discovery, registry, resolver, runs, token));
     }
     let result = serve(listener, state, shutdown).await;
     if let ListenAddr::Unix(path) = &config.listen {

@@ -18,6 +18,7 @@ use crate::config::{Config, HttpConfig, ListenAddr};
 use crate::egress::grant::Grants;
 use crate::exec::Executor;
 use crate::mask::MaskSet;
+use crate::metrics::{MaskedTotals, Metrics, Observed, SecretCounts};
 use crate::ratelimit::RateLimit;
 use crate::run::{Egress, Parts, Runner};
 use crate::secrets::fetch::{FetchBuildError, Fetcher};
@@ -61,6 +62,8 @@ pub struct AppState {
     ready: Arc<AtomicBool>,
     /// Cancelled when the service starts draining.
     pub(crate) shutdown: CancellationToken,
+    /// What `/metrics` shows; each component counts in its own part.
+    pub(crate) metrics: Metrics,
 }
 
 impl AppState {
@@ -101,13 +104,16 @@ impl AppState {
         let fetcher = Fetcher::new(lookup.fetch.clone())?;
         let session_key = Arc::new(SessionKey::new(lookup.session_key.clone()));
         let masks = Arc::new(MaskSet::new(config.mask_min_length));
-        let resolver = Resolver::new(
+        let registry = Arc::new(Registry::new(config.registry));
+        let metrics = Metrics::new(observed(&registry, &masks));
+        let resolver = Resolver::with_metrics(
             fetcher,
             lookup.cache.clone(),
             config.sources.policy.clone(),
             session_key.clone(),
             lookup.env_headers.clone(),
             masks.clone(),
+            metrics.lookups.clone(),
         );
         // The sidecar's own keys are masked like any value it holds: a root command can read
         // a key file, and nothing should print one by accident.
@@ -122,7 +128,6 @@ impl AppState {
         let exec = &config.exec;
         let mut scrub_names = config.sources.allowed_env_headers.clone();
         scrub_names.extend(exec.strip_env.iter().cloned());
-        let registry = Arc::new(Registry::new(config.registry));
         let keys = Arc::new(keys);
         let runner = Runner::new(
             Parts {
@@ -133,6 +138,7 @@ impl AppState {
                 keys: keys.clone(),
                 session_key,
                 egress,
+                metrics: metrics.commands.clone(),
             },
             scrub_names,
         );
@@ -152,6 +158,7 @@ impl AppState {
             request_slots: Arc::new(Semaphore::new(config.http.max_concurrent_requests)),
             ready: Arc::new(AtomicBool::new(false)),
             shutdown: CancellationToken::new(),
+            metrics,
         })
     }
 
@@ -198,5 +205,20 @@ impl AppState {
     /// Takes one request slot, as a request in flight would (tests fill the bound with it).
     pub fn take_request_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.request_slots.clone().try_acquire_owned().ok()
+    }
+}
+
+/// What `/metrics` reads at each scrape: registered entries and the masker's totals.
+fn observed(registry: &Arc<Registry>, masks: &Arc<MaskSet>) -> Observed {
+    let (registry, masks) = (registry.clone(), masks.clone());
+    Observed {
+        secrets: Box::new(move || {
+            let (sandbox, conversations) = registry.entry_counts();
+            SecretCounts { sandbox: sandbox as u64, conversations: conversations as u64 }
+        }),
+        masked: Box::new(move || {
+            let totals = masks.output_totals();
+            MaskedTotals { bytes: totals.bytes, replacements: totals.replacements }
+        }),
     }
 }

@@ -1,8 +1,8 @@
 //! The front door every request passes, in this order: forwarded headers (400), `Host`
-//! (400), then for `/api/*` the session key (401) — before routing, so an unauthenticated
-//! caller cannot tell which routes exist — and a declared body size over the limit (413,
-//! before any byte is read); then the body is read, within the body deadline (408) and the
-//! size limit (413); only then the concurrency bound (429).
+//! (400), then for `/api/*` and `/metrics` the session key (401) — before routing, so an
+//! unauthenticated caller cannot tell which routes exist — and a declared body size over the
+//! limit (413, before any byte is read); then the body is read, within the body deadline
+//! (408) and the size limit (413); only then the concurrency bound (429).
 //!
 //! Reading the body before taking a request slot is what keeps a slow sender from holding a
 //! slot: a slot is held only while a request is being handled, never while its body trickles
@@ -11,7 +11,8 @@
 //!
 //! It also logs one line per request (method, route *template*, status, latency and a request
 //! id), never the raw path or query, and returns the id as `X-Request-Id`; a well-formed id
-//! the caller sent is kept.
+//! the caller sent is kept. The same line is where the request is counted in the metrics, by
+//! the same route template.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::config::ListenAddr;
 use crate::error::ApiError;
+use crate::metrics::{Method, Route};
 use crate::state::AppState;
 
 /// Header carrying the caller's key (*(ref)* name; matched case-insensitively).
@@ -33,8 +35,12 @@ pub const API_KEY_HEADER: &str = "x-session-api-key";
 /// Header carrying the request id, echoed on every answer.
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Paths that are always served, even when the service is saturated.
-const PROBES: &[&str] = &["/alive", "/health", "/ready"];
+/// Paths that are always served, even when the service is saturated (a scrape most of all
+/// needs to see a saturated service).
+const PROBES: &[&str] = &["/alive", "/health", "/ready", "/metrics"];
+
+/// Paths outside `/api` that need the session key too.
+const KEYED: &[&str] = &["/metrics"];
 
 /// What the front door needs: the service state and the accepted `Host` names.
 #[derive(Clone)]
@@ -56,10 +62,7 @@ pub(crate) async fn gate(State(door): State<FrontDoor>, req: Request, next: Next
     let started = Instant::now();
     let state = &door.state;
     let method = req.method().clone();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let route = Route::of(req.extensions().get::<MatchedPath>());
     let request_id = request_id(req.headers());
     let mut response = match check(&door, &req) {
         Err(e) => e.into_response(),
@@ -75,15 +78,17 @@ pub(crate) async fn gate(State(door): State<FrontDoor>, req: Request, next: Next
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, value);
     }
-    // One line per request: the route template, never the raw path or query.
+    // One line and one count per request: the route template, never the raw path or query.
+    let (status, elapsed) = (response.status().as_u16(), started.elapsed());
     tracing::info!(
         method = %method,
         route = %route,
-        status = response.status().as_u16(),
-        ms = started.elapsed().as_secs_f64() * 1000.0,
+        status,
+        ms = elapsed.as_secs_f64() * 1000.0,
         request_id = %request_id,
         "request"
     );
+    state.metrics.http.observe(Method::of(&method), &route, status, elapsed);
     response
 }
 
@@ -109,7 +114,7 @@ fn check(door: &FrontDoor, req: &Request) -> Result<(), ApiError> {
         }
     }
     let path = req.uri().path();
-    if path == "/api" || path.starts_with("/api/") {
+    if path == "/api" || path.starts_with("/api/") || KEYED.contains(&path) {
         let presented = headers.get(API_KEY_HEADER).map(|v| v.as_bytes());
         if !presented.is_some_and(|k| state.keys.verify(k)) {
             return Err(ApiError::Unauthorized);

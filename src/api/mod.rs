@@ -13,6 +13,7 @@ mod frames;
 mod gate;
 mod health;
 mod mask;
+mod metrics;
 mod resolve;
 mod secrets;
 
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
     let conversation = scoped().route("/", delete(secrets::drop_conversation));
     Router::new()
         .merge(health::routes())
+        .merge(metrics::routes())
         .nest("/api/conversations/{id}", conversation)
         .nest("/api", scoped())
         .merge(bash::routes())

@@ -16,6 +16,7 @@ use aho_corasick::{Anchored, Input, MatchKind};
 use zeroize::Zeroizing;
 
 use super::prefilter::Filter;
+use super::tally::Tally;
 use super::{MaskError, REPLACEMENT};
 
 /// Bytes masked per step by [`Masker::mask`]: small enough to stay in L2
@@ -25,6 +26,8 @@ pub(super) const ONE_SHOT_BLOCK: usize = 256 * 1024;
 /// Immutable compiled patterns, cheap to share behind an `Arc`.
 pub struct Masker {
     state: State,
+    /// The set's counters of masked output, when a set published this masker.
+    tally: Option<Arc<Tally>>,
 }
 
 enum State {
@@ -125,7 +128,7 @@ impl Layer {
 impl Masker {
     /// A masker with no patterns: output passes through unchanged.
     pub fn empty() -> Self {
-        Self { state: State::Empty }
+        Self { state: State::Empty, tally: None }
     }
 
     /// Compiles `patterns` (empty ones are ignored). A build failure yields a
@@ -153,12 +156,25 @@ impl Masker {
             return Self::empty();
         }
         let max_len = layers.iter().map(|l| l.max_len).max().unwrap_or(0);
-        Self { state: State::Ready(Compiled { layers, max_len }) }
+        Self { state: State::Ready(Compiled { layers, max_len }), tally: None }
     }
 
     /// A masker whose every call fails with `error`.
     pub(super) fn failed(error: MaskError) -> Self {
-        Self { state: State::Failed(error.to_string()) }
+        Self { state: State::Failed(error.to_string()), tally: None }
+    }
+
+    /// This masker, adding what it masks to `tally` (the mask set's counters).
+    pub(super) fn counted(mut self, tally: &Arc<Tally>) -> Self {
+        self.tally = Some(Arc::clone(tally));
+        self
+    }
+
+    /// Counts one masking call: `bytes` searched, `replacements` markers written.
+    pub(super) fn count(&self, bytes: usize, replacements: usize) {
+        if let Some(tally) = &self.tally {
+            tally.add(bytes, replacements);
+        }
     }
 
     /// Length of the longest pattern (0 when there are none).
@@ -211,11 +227,14 @@ impl Masker {
     pub fn mask_into(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), MaskError> {
         let Some(c) = self.compiled()? else {
             out.extend_from_slice(input);
+            self.count(input.len(), 0);
             return Ok(());
         };
         let before = out.len();
         out.reserve(input.len());
-        c.mask_blocks(input, out).inspect_err(|_| out.truncate(before))
+        let replacements = c.mask_blocks(input, out).inspect_err(|_| out.truncate(before))?;
+        self.count(input.len(), replacements);
+        Ok(())
     }
 }
 
@@ -256,22 +275,24 @@ impl Compiled {
 
     /// One-shot masking done block by block, with the same decision rule as
     /// the stream masker but without copying the input: each block is copied
-    /// out while it is still in cache, and region lists stay small.
-    fn mask_blocks(&self, input: &[u8], out: &mut Vec<u8>) -> Result<(), MaskError> {
+    /// out while it is still in cache, and region lists stay small. Returns the number of
+    /// markers written.
+    fn mask_blocks(&self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, MaskError> {
         let keep = self.max_len.saturating_sub(1);
         let block = ONE_SHOT_BLOCK.max(2 * self.max_len);
         let mut start = 0;
         let mut open = None;
+        let mut replacements = 0;
         while start < input.len() {
             let end = input.len().min(start.saturating_add(block));
             let work = input.get(start..end).ok_or_else(|| MaskError::Search("block out of range".into()))?;
             let regions = self.regions(work)?;
             let decided = if end == input.len() { work.len() } else { work.len() - keep };
-            emit(work, &regions, &mut open, decided, out)?;
+            replacements += emit(work, &regions, &mut open, decided, out)?;
             open = open.and_then(|h: usize| h.checked_sub(decided));
             start += decided;
         }
-        Ok(())
+        Ok(replacements)
     }
 }
 
@@ -357,16 +378,18 @@ impl Regions {
 /// `open` is the end of the hidden region whose marker is already out (it may
 /// lie beyond `decided`); regions starting at or before it continue it
 /// without a new marker. A region starting at or after `decided` is left for
-/// later because a match not yet seen could still start before it.
+/// later because a match not yet seen could still start before it. Returns the number of
+/// markers written.
 pub(super) fn emit(
     work: &[u8],
     regions: &[(usize, usize)],
     open: &mut Option<usize>,
     decided: usize,
     out: &mut Vec<u8>,
-) -> Result<(), MaskError> {
+) -> Result<usize, MaskError> {
     let out_of_range = || MaskError::Search("emit range out of bounds".into());
     let mut cur = 0;
+    let mut markers = 0;
     for &(start, end) in regions {
         match open {
             Some(h) if start <= *h => {
@@ -383,6 +406,7 @@ pub(super) fn emit(
             out.extend_from_slice(work.get(from..start).ok_or_else(out_of_range)?);
         }
         out.extend_from_slice(REPLACEMENT);
+        markers += 1;
         *open = Some(end);
         cur = start;
     }
@@ -390,7 +414,7 @@ pub(super) fn emit(
     if from < decided {
         out.extend_from_slice(work.get(from..decided).ok_or_else(out_of_range)?);
     }
-    Ok(())
+    Ok(markers)
 }
 
 #[cfg(test)]

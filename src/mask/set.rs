@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 use super::layers::{Compiled, Layers};
 use super::matcher::{Layer, Masker};
 use super::retained::{Dropped, PatternList, Retained};
+use super::tally::{OutputTotals, Tally};
 use super::{DEFAULT_MAX_PATTERN_BYTES, MaskError, derive_patterns, is_maskable};
 
 /// Updates of at most this many values are recorded on the caller's thread by
@@ -58,6 +59,8 @@ struct Shared {
     current: ArcSwap<Masker>,
     builds: AtomicU64,
     merges: AtomicU64,
+    /// What every masker of this set has masked.
+    tally: Arc<Tally>,
 }
 
 /// Counters of compilations, for tests and benchmarks.
@@ -102,6 +105,7 @@ impl MaskSet {
 
     /// Like [`new`](Self::new) with a custom pattern byte budget.
     pub fn with_max_pattern_bytes(min_len: usize, max_pattern_bytes: usize) -> Self {
+        let tally = Arc::new(Tally::default());
         Self {
             shared: Arc::new(Shared {
                 min_len,
@@ -109,9 +113,10 @@ impl MaskSet {
                 layers: Mutex::new(Layers::new(0)),
                 merge_done: Condvar::new(),
                 covered: AtomicU64::new(0),
-                current: ArcSwap::from_pointee(Masker::empty()),
+                current: ArcSwap::from_pointee(Masker::empty().counted(&tally)),
                 builds: AtomicU64::new(0),
                 merges: AtomicU64::new(0),
+                tally,
             }),
         }
     }
@@ -245,6 +250,11 @@ impl MaskSet {
         }
     }
 
+    /// Output bytes searched and regions replaced by this set's maskers since it was made.
+    pub fn output_totals(&self) -> OutputTotals {
+        self.shared.tally.totals()
+    }
+
     /// Total pattern bytes held (counted per value, before deduplication).
     pub fn pattern_bytes(&self) -> usize {
         self.shared.retained().pattern_bytes()
@@ -264,7 +274,7 @@ impl MaskSet {
         retained.clear();
         let next = retained.next_id();
         *layers = Layers::new(next);
-        self.shared.current.store(Arc::new(Masker::empty()));
+        self.shared.current.store(Arc::new(Masker::empty().counted(&self.shared.tally)));
         self.shared.covered.store(next, Ordering::Release);
     }
 }
@@ -304,12 +314,12 @@ impl Shared {
         let result = match compile(&lists) {
             Ok(recent) => {
                 layers.set_recent(recent, upto);
-                self.current.store(Arc::new(layers.masker()));
+                self.current.store(Arc::new(layers.masker().counted(&self.tally)));
                 Ok(())
             }
             Err(e) => {
                 let reason = e.to_string();
-                self.current.store(Arc::new(Masker::failed(e)));
+                self.current.store(Arc::new(Masker::failed(e).counted(&self.tally)));
                 Err(MaskError::Unavailable(reason))
             }
         };
@@ -358,7 +368,7 @@ impl Shared {
             Ok(stable) => {
                 layers.set_stable(stable, target);
                 self.merges.fetch_add(1, Ordering::Relaxed);
-                self.current.store(Arc::new(layers.masker()));
+                self.current.store(Arc::new(layers.masker().counted(&self.tally)));
             }
             Err(_) => {
                 tracing::error!("mask merge failed; recompiling the values above the stable layer");

@@ -62,7 +62,8 @@ impl StreamMasker {
         };
         let decided = if last { work.len() } else { utf8_boundary(work, work.len().saturating_sub(keep)) };
         let mut out = Vec::with_capacity(decided + REPLACEMENT.len());
-        emit(work, &regions, &mut self.open, decided, &mut out)?;
+        let replacements = emit(work, &regions, &mut self.open, decided, &mut out)?;
+        self.masker.count(chunk.len(), replacements);
         self.held.drain(..decided);
         // A region ending exactly at the new start still touches what follows.
         self.open = self.open.and_then(|h| h.checked_sub(decided));

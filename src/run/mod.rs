@@ -18,6 +18,7 @@
 mod egress;
 mod error;
 mod fit;
+mod measure;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -33,6 +34,7 @@ use crate::auth::ApiKeys;
 use crate::egress::grant::Credential;
 use crate::exec::{Chunk, ExecConfig, ExecOutcome, ExecRequest, Executor};
 use crate::mask::{MaskSet, Masker};
+use crate::metrics::CommandMetrics;
 use crate::secrets::export::{Gathered, MissingReason, MissingSecret, gather};
 use crate::secrets::registry::{Registry, ScopeId};
 use crate::secrets::resolver::Resolver;
@@ -146,6 +148,7 @@ struct Inner {
     keys: Arc<ApiKeys>,
     session_key: Arc<SessionKey>,
     egress: Arc<Egress>,
+    metrics: CommandMetrics,
 }
 
 /// The components the pipeline drives.
@@ -157,16 +160,28 @@ pub(crate) struct Parts {
     pub keys: Arc<ApiKeys>,
     pub session_key: Arc<SessionKey>,
     pub egress: Arc<Egress>,
+    /// Where commands are counted.
+    pub metrics: CommandMetrics,
 }
 
 impl Runner {
     /// A pipeline over `parts`, with the bounds of the executor's configuration; commands
     /// never inherit the `scrub_names` variables.
     pub(crate) fn new(parts: Parts, scrub_names: Vec<String>) -> Self {
-        let Parts { registry, resolver, executor, masks, keys, session_key, egress } = parts;
+        let Parts { registry, resolver, executor, masks, keys, session_key, egress, metrics } = parts;
         let slots = Arc::new(Semaphore::new(executor.config().max_concurrent));
-        let inner =
-            Inner { registry, resolver, executor, masks, slots, scrub_names, keys, session_key, egress };
+        let inner = Inner {
+            registry,
+            resolver,
+            executor,
+            masks,
+            slots,
+            scrub_names,
+            keys,
+            session_key,
+            egress,
+            metrics,
+        };
         Self { inner: Arc::new(inner) }
     }
 
@@ -278,7 +293,9 @@ impl Runner {
         cancel: CancellationToken,
     ) -> Result<Finished, RunError> {
         let Prepared { request, masker, report, credential, _slot } = prepared;
+        let measured = measure::Measured::start(&self.inner.metrics);
         let ran = self.inner.executor.run(request, masker, sink, cancel).await;
+        measured.end(&ran);
         // The command has ended: its placeholders can no longer be spent.
         drop(credential);
         let outcome = match ran {

@@ -17,27 +17,31 @@ use super::resolver::{Resolver, jitter};
 use super::source::{LookupSecret, SecretSource};
 use super::value::SecretName;
 use crate::config::DiscoveryConfig;
+use crate::metrics::{DiscoveryMetrics, RunResult};
 
 /// Longest wait before retrying a failed run.
 const RETRY_AFTER_FAILURE: Duration = Duration::from_secs(30);
 /// Longest description kept from the list.
 const MAX_DESCRIPTION_CHARS: usize = 1024;
 
-/// Runs discovery until `shutdown` is cancelled.
-pub async fn run(
+/// Runs discovery until `shutdown` is cancelled, counting each run in `metrics`.
+pub(crate) async fn run(
     cfg: DiscoveryConfig,
     registry: Arc<Registry>,
     resolver: Resolver,
+    metrics: DiscoveryMetrics,
     shutdown: CancellationToken,
 ) {
     loop {
         let wait = match discover_once(&cfg, &registry, &resolver).await {
             Ok(count) => {
                 tracing::info!(count, "discovered secrets");
+                metrics.run(RunResult::Ok);
                 jitter(cfg.interval)
             }
             Err(e) => {
                 tracing::warn!("secret discovery failed: {e}");
+                metrics.run(RunResult::Error);
                 jitter(cfg.interval.min(RETRY_AFTER_FAILURE))
             }
         };

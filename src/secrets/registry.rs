@@ -352,6 +352,13 @@ impl Registry {
     pub fn conversation_count(&self) -> usize {
         self.read().conversations.len()
     }
+
+    /// Entries registered now: in the sandbox-wide scope (an API entry and a discovered one of
+    /// the same name count once), and in all conversation scopes together.
+    pub fn entry_counts(&self) -> (usize, usize) {
+        let inner = self.read();
+        (inner.sandbox.len(), inner.conversations.values().map(Scope::len).sum())
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 //! (the rules are pure functions in `outcome`), and the global mask set every fetched value
 //! joins. The request itself (policy, headers, session key, 401 retry, the bound on requests
 //! in flight) is `upstream`'s, shared with discovery; the HTTP mechanics of one GET are the
-//! [`Fetcher`]'s.
+//! [`Fetcher`]'s. Resolutions, upstream requests and joined flights are counted in the
+//! service's metrics; `measure` says which outcome and status class each one is.
 //!
 //! Invariants: concurrent misses for one entry make one upstream request, and that request
 //! runs in its own task, so it completes and fills the cache even if every caller goes away.
@@ -14,6 +15,7 @@
 //! whichever route asked for it (resolve, refresh, a command, a bash route).
 
 mod flight;
+mod measure;
 mod outcome;
 mod upstream;
 
@@ -38,6 +40,7 @@ use super::source::{LookupSecret, SecretSource};
 use super::target::Target;
 use super::value::SecretValue;
 use crate::mask::MaskSet;
+use crate::metrics::LookupMetrics;
 
 pub(crate) use self::outcome::jitter;
 
@@ -92,6 +95,7 @@ struct Inner {
     /// The global mask set, which every fetched value joins.
     masks: Arc<MaskSet>,
     cfg: CacheConfig,
+    metrics: LookupMetrics,
 }
 
 /// Resolves descriptors to values; cheap to clone.
@@ -117,11 +121,33 @@ impl Resolver {
         env_headers: HashMap<String, SecretString>,
         masks: Arc<MaskSet>,
     ) -> Self {
+        Self::with_metrics(fetcher, cfg, policy, session_key, env_headers, masks, LookupMetrics::detached())
+    }
+
+    /// [`new`](Self::new), counting lookups, upstream requests and joined flights in
+    /// `metrics`.
+    pub(crate) fn with_metrics(
+        fetcher: Fetcher,
+        cfg: CacheConfig,
+        policy: OriginPolicy,
+        session_key: Arc<SessionKey>,
+        env_headers: HashMap<String, SecretString>,
+        masks: Arc<MaskSet>,
+        metrics: LookupMetrics,
+    ) -> Self {
         let cache = Cache::builder().max_capacity(cfg.capacity).expire_after(OutcomeExpiry).build();
         let last_good = Cache::builder().max_capacity(cfg.capacity).time_to_live(cfg.max_stale).build();
-        let upstream =
-            Upstream::new(fetcher, policy, session_key, env_headers, masks.clone(), cfg.max_upstream);
-        Self { inner: Arc::new(Inner { upstream, cache, last_good, flights: Flights::new(), masks, cfg }) }
+        let upstream = Upstream::new(
+            fetcher,
+            policy,
+            session_key,
+            env_headers,
+            masks.clone(),
+            cfg.max_upstream,
+            metrics.clone(),
+        );
+        let flights = Flights::counting(metrics.joins());
+        Self { inner: Arc::new(Inner { upstream, cache, last_good, flights, masks, cfg, metrics }) }
     }
 
     /// The value of `entry`, from the cache when possible.
@@ -132,9 +158,13 @@ impl Resolver {
         // A never-cached value (`ttl_seconds: 0`) is not found here, but a recent failure of
         // it (or the stale value served after one) is, so an outage is no retry storm.
         if let Some(hit) = self.inner.cache.get(&entry.generation).await {
-            return hit.outcome.to_result();
+            let result = hit.outcome.to_result();
+            self.inner.metrics.lookup(measure::outcome(true, &result));
+            return result;
         }
-        self.fetch_shared(entry).await
+        let result = self.fetch_shared(entry).await;
+        self.inner.metrics.lookup(measure::outcome(false, &result));
+        result
     }
 
     /// Like [`resolve`](Self::resolve) but bypassing the cache, at most once per second per

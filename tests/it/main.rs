@@ -17,6 +17,7 @@ mod health;
 mod lookup_process;
 mod masking;
 mod memory;
+mod metrics;
 mod process;
 mod resolve;
 mod root;

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use prometheus_client::metrics::counter::Counter;
 use tokio::sync::watch;
 
 /// One slot per key with a request in flight: the channel its result is sent on.
@@ -27,11 +28,19 @@ type Slots<V> = HashMap<u64, watch::Sender<Option<V>>>;
 pub(super) struct Flights<V> {
     // std lock: held only to look up, insert or remove a slot, never across `.await`.
     slots: Mutex<Slots<V>>,
+    /// Callers that joined a flight instead of starting one.
+    joins: Counter,
 }
 
 impl<V: Clone + Send + Sync + 'static> Flights<V> {
+    #[cfg(test)]
     pub(super) fn new() -> Arc<Self> {
-        Arc::new(Self { slots: Mutex::new(HashMap::new()) })
+        Self::counting(Counter::default())
+    }
+
+    /// No flights yet; each caller that joins one is counted in `joins`.
+    pub(super) fn counting(joins: Counter) -> Arc<Self> {
+        Arc::new(Self { slots: Mutex::new(HashMap::new()), joins })
     }
 
     /// Waits for the flight for `key`, starting `start()` on its own task when there is
@@ -46,7 +55,10 @@ impl<V: Clone + Send + Sync + 'static> Flights<V> {
         let (mut rx, takeoff) = {
             let mut slots = self.lock();
             match slots.get(&key) {
-                Some(tx) => (tx.subscribe(), None),
+                Some(tx) => {
+                    self.joins.inc();
+                    (tx.subscribe(), None)
+                }
                 None => {
                     let (tx, rx) = watch::channel(None);
                     slots.insert(key, tx.clone());
@@ -146,6 +158,7 @@ mod tests {
             assert_eq!(r.unwrap(), Some(42));
         }
         assert_eq!(starts.load(Ordering::SeqCst), 1);
+        assert_eq!(flights.joins.get(), 99, "every caller but the first joined");
         assert_eq!(flights.in_flight(), 0, "the slot is gone once the flight lands");
         drop(released);
     }

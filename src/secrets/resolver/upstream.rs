@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Instant;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use secrecy::{ExposeSecret, SecretString};
@@ -20,9 +21,10 @@ use tokio::sync::Semaphore;
 use url::Url;
 use zeroize::Zeroizing;
 
-use super::ResolveError;
+use super::{ResolveError, measure};
 use crate::mask::MaskSet;
-use crate::secrets::fetch::Fetcher;
+use crate::metrics::{LookupMetrics, UpstreamTarget};
+use crate::secrets::fetch::{FetchError, Fetcher};
 use crate::secrets::origin::{OriginKind, OriginPolicy};
 use crate::secrets::session_key::SessionKey;
 use crate::secrets::source::LookupSecret;
@@ -49,6 +51,13 @@ impl Request<'_> {
         match self {
             Self::Secret { name, .. } => Target::Secret((*name).clone()),
             Self::SecretList { .. } => Target::SecretList,
+        }
+    }
+
+    fn kind(&self) -> UpstreamTarget {
+        match self {
+            Self::Secret { .. } => UpstreamTarget::Secret,
+            Self::SecretList { .. } => UpstreamTarget::SecretList,
         }
     }
 
@@ -85,6 +94,8 @@ pub(super) struct Upstream {
     masks: Arc<MaskSet>,
     /// `--max-upstream`: requests in flight, lookups and discovery together.
     slots: Semaphore,
+    /// Where requests are counted, with their latency and the class of the answer.
+    metrics: LookupMetrics,
 }
 
 impl Upstream {
@@ -95,8 +106,10 @@ impl Upstream {
         env_headers: HashMap<String, SecretString>,
         masks: Arc<MaskSet>,
         max_in_flight: usize,
+        metrics: LookupMetrics,
     ) -> Self {
-        Self { fetcher, policy, session_key, env_headers, masks, slots: Semaphore::new(max_in_flight.max(1)) }
+        let slots = Semaphore::new(max_in_flight.max(1));
+        Self { fetcher, policy, session_key, env_headers, masks, slots, metrics }
     }
 
     /// GETs what `request` is for; `Ok(None)` when the body is empty (no value).
@@ -109,17 +122,30 @@ impl Upstream {
             .check(url)
             .map_err(|e| ResolveError::Refused { target: target.clone(), reason: e.to_string() })?;
         let headers = self.headers(&request, &target, kind)?;
-        match self.fetcher.fetch(target.clone(), url, headers).await {
+        match self.fetch(&request, target.clone(), headers).await {
             Err(e)
                 if e.status() == Some(401) && kind == OriginKind::Settings && self.session_key.reload() =>
             {
                 tracing::info!(lookup = %target, "settings origin answered 401; retrying once with the new session key");
                 self.remember_session_key().await;
                 let headers = self.headers(&request, &target, kind)?;
-                Ok(self.fetcher.fetch(target, url, headers).await?)
+                Ok(self.fetch(&request, target, headers).await?)
             }
             other => Ok(other?),
         }
+    }
+
+    /// One GET through the fetcher, counted with its latency and the class of its answer.
+    async fn fetch(
+        &self,
+        request: &Request<'_>,
+        target: Target,
+        headers: HeaderMap,
+    ) -> Result<Option<SecretValue>, FetchError> {
+        let started = Instant::now();
+        let result = self.fetcher.fetch(target, request.url(), headers).await;
+        self.metrics.upstream(request.kind(), measure::answer_class(&result), started.elapsed());
+        result
     }
 
     fn headers(
