@@ -15,6 +15,7 @@ mod health;
 mod mask;
 mod resolve;
 mod secrets;
+mod unique_keys;
 
 use axum::Router;
 use axum::middleware;

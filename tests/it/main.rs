@@ -13,6 +13,7 @@ mod discipline;
 mod env_limits;
 mod fetch;
 mod health;
+mod hostile;
 mod lookup_process;
 mod masking;
 mod memory;
