@@ -11,6 +11,7 @@ mod cli;
 mod commands;
 mod discipline;
 mod env_limits;
+mod faults;
 mod fetch;
 mod health;
 mod hostile;
