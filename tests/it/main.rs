@@ -19,6 +19,7 @@ mod lookup_process;
 mod masking;
 mod memory;
 mod process;
+mod properties;
 mod races;
 mod resolve;
 mod root;
