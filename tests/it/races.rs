@@ -189,8 +189,7 @@ async fn thousands_of_commands_while_descriptors_change() {
         while let Some(r) = tasks.join_next().await {
             r.expect("a command task panicked");
         }
-        let failures = failures.lock().unwrap().clone();
-        failures
+        failures.lock().unwrap().clone()
     };
     let failures =
         tokio::time::timeout(Duration::from_secs(240), run).await.expect("no deadlock: the commands end");
