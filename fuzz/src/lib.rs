@@ -25,7 +25,10 @@ pub const MIN_LEN: usize = 4;
 fn context() -> ParseContext {
     let origin = |s: &str| Origin::parse(s).expect("a valid origin");
     ParseContext {
-        policy: OriginPolicy::new(vec![origin("https://app.example.dev")], vec![origin("http://127.0.0.1:8000")]),
+        policy: OriginPolicy::new(
+            vec![origin("https://app.example.dev")],
+            vec![origin("http://127.0.0.1:8000")],
+        ),
         internal_base: Some("http://127.0.0.1:8000".parse().expect("a valid URL")),
         allowed_env_headers: vec!["SESSION_API_KEY".into()],
         max_value_bytes: 64 * 1024,
