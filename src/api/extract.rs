@@ -2,10 +2,10 @@
 //!
 //! [`JsonBody<T>`] checks the content type (415), reads at most the body limit (413), parses
 //! JSON (400 with serde_json's syntax message, which names a line and column, never the
-//! input), then deserializes the typed model `T`. A schema error is a 422 naming the failing
-//! field path; serde's own message can quote the submitted value (`invalid type: string
-//! "…"`), so only the parts that cannot are kept ([`field_error`]). [`PathParams`] does the
-//! same for path segments.
+//! input; a duplicate object key is a syntax error too, see `unique_keys`), then deserializes
+//! the typed model `T`. A schema error is a 422 naming the failing field path; serde's own
+//! message can quote the submitted value (`invalid type: string "…"`), so only the parts
+//! that cannot are kept ([`field_error`]). [`PathParams`] does the same for path segments.
 
 use std::collections::HashMap;
 
@@ -45,7 +45,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             .map_err(|_| ApiError::PayloadTooLarge(limit))?;
         // Syntax first, for the whole body (400), then the schema (422).
         let value: Value =
-            serde_json::from_slice(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+            super::unique_keys::parse(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
         serde_path_to_error::deserialize(value).map(Self).map_err(|e| ApiError::Invalid(field_error(&e)))
     }
 }

@@ -16,6 +16,7 @@ mod mask;
 mod metrics;
 mod resolve;
 mod secrets;
+mod unique_keys;
 
 use axum::Router;
 use axum::middleware;

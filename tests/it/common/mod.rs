@@ -5,6 +5,7 @@
 
 pub mod bin;
 pub mod fake_settings;
+pub mod raw;
 
 use std::time::Duration;
 
