@@ -24,6 +24,8 @@
 //!   `secret-sidecar health`; [`install`]: `secret-sidecar install DIR`, for images without a
 //!   shell; `dns`: name resolution without the C library; [`reaper`]: PID 1 duty;
 //!   [`hardening`]: no core dumps; [`telemetry`]: logs.
+//! - [`persist`]: `--state-file`, descriptors sealed on disk and written before an update is
+//!   acknowledged.
 //!
 //! The public surface is small on purpose: what the binary (`main.rs`) needs to start the
 //! service and its subcommands ([`cli`], [`config`], [`server`], [`client`], [`probe`],
@@ -48,6 +50,7 @@ pub mod exec;
 pub mod hardening;
 pub mod install;
 pub mod mask;
+pub mod persist;
 pub mod probe;
 mod ratelimit;
 pub mod reaper;

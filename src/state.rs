@@ -17,6 +17,7 @@ use crate::bash::EventStore;
 use crate::config::{Config, HttpConfig, ListenAddr};
 use crate::exec::Executor;
 use crate::mask::MaskSet;
+use crate::persist::Durable;
 use crate::ratelimit::RateLimit;
 use crate::run::{Parts, Runner};
 use crate::secrets::fetch::{FetchBuildError, Fetcher};
@@ -32,6 +33,8 @@ pub enum StateError {
     Lookup(#[from] FetchBuildError),
     #[error("cannot mask the sidecar's own keys: {0}")]
     Mask(#[from] crate::mask::MaskError),
+    #[error(transparent)]
+    StateFile(#[from] crate::persist::LoadError),
 }
 
 /// Shared state of the HTTP service: handles only, each cheap to clone.
@@ -53,6 +56,8 @@ pub struct AppState {
     pub(crate) mask_rate: Arc<RateLimit>,
     pub(crate) mask_min_length: usize,
     pub(crate) started: Instant,
+    /// Registry changes, written to the state file (if any) before they are acknowledged.
+    pub(crate) durable: Durable,
     /// Requests in flight beyond this are refused with 429.
     pub(crate) request_slots: Arc<Semaphore>,
     ready: Arc<AtomicBool>,
@@ -90,6 +95,14 @@ impl AppState {
         let mut scrub_names = config.sources.allowed_env_headers.clone();
         scrub_names.extend(exec.strip_env.iter().cloned());
         let registry = Arc::new(Registry::new(config.registry));
+        // Before anything is served: what was registered before a restart is back, and masked.
+        let durable = crate::persist::open(
+            registry.clone(),
+            config.state_file.as_ref(),
+            config.state_key.as_ref(),
+            &config.sources,
+        )?;
+        crate::persist::mask_loaded(&registry, &masks)?;
         let keys = Arc::new(keys);
         let runner = Runner::new(
             Parts {
@@ -115,6 +128,7 @@ impl AppState {
             mask_rate: Arc::new(RateLimit::new(config.mask_rate)),
             mask_min_length: config.mask_min_length,
             started: Instant::now(),
+            durable,
             request_slots: Arc::new(Semaphore::new(config.http.max_concurrent_requests)),
             ready: Arc::new(AtomicBool::new(false)),
             shutdown: CancellationToken::new(),

@@ -14,6 +14,7 @@
 mod env;
 mod exec;
 mod lookup;
+mod state;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -47,6 +48,11 @@ pub struct Config {
     pub process_env: ProcessEnv,
     pub mask_min_length: usize,
     pub mask_rate: u32,
+    /// `--state-file`: where descriptors are kept across restarts, if anywhere.
+    pub state_file: Option<crate::persist::StateFileConfig>,
+    /// The key from `--state-key-file` or `OH_SECRET_KEY`; subkeys are derived from it
+    /// ([`crate::persist::StateKey::derive`], e.g. the egress placeholder key).
+    pub state_key: Option<crate::persist::StateKey>,
 }
 
 /// A configuration that cannot be used. Every message starts with the one option (or
@@ -218,6 +224,8 @@ impl Config {
             process_env: ProcessEnv(env.raw().to_vec()),
             mask_min_length: args.mask_min_length,
             mask_rate: args.mask_rate,
+            state_file: state::state_file(args),
+            state_key: state::state_key(args, env)?,
         })
     }
 }

@@ -40,6 +40,7 @@ use super::value::SecretValue;
 use crate::mask::MaskSet;
 
 pub(crate) use self::outcome::jitter;
+pub(crate) use self::upstream::carries_session_key;
 
 /// Cache and concurrency settings, from configuration.
 #[derive(Clone, Debug)]

@@ -18,8 +18,10 @@ use serde_json::{Map, Value};
 use url::Url;
 
 mod lookup;
+mod wire;
 
 use lookup::{MAX_HEADERS, parse_env_headers, parse_headers, parse_url};
+pub use wire::Wire;
 
 use super::origin::{Origin, OriginKind, OriginPolicy};
 use super::value::{SecretName, SecretValue, is_env_name};
