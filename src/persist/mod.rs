@@ -48,20 +48,25 @@ pub struct StateFileConfig {
 /// value.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
+    /// The path cannot be used: a symlink, not a regular file, or an I/O error.
     #[error("--state-file: {0}")]
     File(#[from] FileError),
+    /// Sealed with another key, damaged or truncated.
     #[error(
-        "--state-file {}: {source}; fix the key, or start with --state-reset-on-error to move the file aside",
+        "--state-file {}: {source}; restore the key or the file, or start with --state-reset-on-error to move it aside",
         path.display()
     )]
     Open { path: PathBuf, source: OpenError },
+    /// Opened, but the content is not a state this build can read.
     #[error(
         "--state-file {}: {source}; start with --state-reset-on-error to move the file aside",
         path.display()
     )]
     Decode { path: PathBuf, source: DecodeError },
-    #[error("--state-file {}: cannot encode the empty state: {0}", path.display())]
+    /// The empty state could not be encoded (cannot happen with a sound build).
+    #[error("--state-file {}: cannot encode the empty state: {source}", path.display())]
     Encode { path: PathBuf, source: serde_json::Error },
+    /// No thread for the writer.
     #[error("--state-file {}: cannot start the writer thread: {source}", path.display())]
     Writer { path: PathBuf, source: std::io::Error },
 }

@@ -16,6 +16,7 @@ use crate::secrets::value::SecretName;
 /// Every API-registered entry, per scope.
 #[derive(Clone, Debug, Default)]
 pub struct ApiLayers {
+    /// The sandbox-wide scope's API entries.
     pub sandbox: BTreeMap<SecretName, Arc<Entry>>,
     /// Every conversation scope, including ones left empty by deletes.
     pub conversations: BTreeMap<ConversationId, BTreeMap<SecretName, Arc<Entry>>>,
