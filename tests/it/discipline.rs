@@ -6,12 +6,17 @@
 const ALLOWED: &[(&str, &str)] = &[
     ("src/auth.rs", "hashing accepted keys for constant-time comparison; writing the generated key file"),
     ("src/config/env.rs", "tests of the keys read from the environment"),
+    ("src/config/state.rs", "tests: the key file and OH_SECRET_KEY give the same subkeys"),
     ("src/exec/env.rs", "building the child's environment and scrubbing variables that contain a key"),
+    ("src/persist/key.rs", "expanding subkeys from the state key"),
+    ("src/persist/mod.rs", "masking the static values loaded from the state file"),
+    ("src/persist/seal.rs", "the sealing key and key id of the state file"),
     ("src/run/mod.rs", "adding a command's values to the mask set; refusing values too short to mask"),
     ("src/secrets/resolver.rs", "masking fetched values; handing the secret list's body to discovery"),
     ("src/secrets/resolver/upstream.rs", "outbound header values (sensitive); masking a new session key"),
     ("src/secrets/session_key.rs", "comparing a re-read key with the current one"),
     ("src/secrets/source/mod.rs", "descriptor equality, to decide whether a replacement changed anything"),
+    ("src/secrets/source/wire.rs", "writing descriptors in wire form for the sealed state file"),
     ("src/secrets/value.rs", "the accessor itself"),
     ("src/state.rs", "adding the sidecar's own keys to the mask set at start"),
 ];
