@@ -437,3 +437,49 @@ async fn without_a_state_file_nothing_is_written() {
         .collect();
     assert!(files.is_empty(), "{files:?}");
 }
+
+#[tokio::test]
+async fn a_burst_of_updates_shares_writes() {
+    let dir = Dir::new("burst");
+    let app = start(&dir.state(), &[]);
+    let written = |logs: &str| -> (usize, u64) {
+        let lines: Vec<Value> = logs
+            .lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["message"] == "state file written")
+            .collect();
+        (lines.len(), lines.iter().map(|v| v["updates"].as_u64().unwrap()).sum())
+    };
+    let updates: Vec<_> = (0..32)
+        .map(|i| {
+            let base = app.base.clone();
+            tokio::spawn(async move {
+                let body = json!({"secrets": {format!("BURST_{i}"): format!("burst-value-{i}")}});
+                let r = reqwest::Client::new()
+                    .post(format!("{base}/api/secrets"))
+                    .header("X-Session-API-Key", KEY)
+                    .json(&body)
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+            })
+        })
+        .collect();
+    for u in updates {
+        u.await.unwrap();
+    }
+    // Each acknowledged update was covered by a write, logged before its answer was sent
+    // (the log reader may still be catching up: poll, bounded).
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let (writes, covered) = loop {
+        let (writes, covered) = written(&app.logs());
+        if covered >= 32 || Instant::now() > deadline {
+            break (writes, covered);
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(covered, 32);
+    assert!(writes < 32, "{writes} writes for 32 concurrent updates");
+    assert_eq!(names(&app, "/api/secrets").await.len(), 32);
+}
