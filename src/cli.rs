@@ -264,6 +264,22 @@ pub struct ServeArgs {
     /// use plus the egress CA) [default: egress-ca-bundle.pem beside the generated api-key file].
     #[arg(long, env = "SECRET_SIDECAR_EGRESS_CA_BUNDLE")]
     pub egress_ca_bundle: Option<PathBuf>,
+
+    /// Keep registered descriptors (static values and lookup headers included, never looked-up
+    /// values) in this file, sealed, so they survive a restart; every update is written before
+    /// it is acknowledged. Needs OH_SECRET_KEY or --state-key-file.
+    #[arg(long, env = "SECRET_SIDECAR_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
+
+    /// File holding the key the state file is sealed with (at least 16 bytes, surrounding
+    /// whitespace ignored) [default: OH_SECRET_KEY]. Never the session key, which rotates.
+    #[arg(long, env = "SECRET_SIDECAR_STATE_KEY_FILE", hide_env_values = true)]
+    pub state_key_file: Option<PathBuf>,
+
+    /// When the state file cannot be opened with the key or is damaged, move it aside
+    /// (PATH.bad-<unix seconds>) and start empty instead of refusing to start.
+    #[arg(long, env = "SECRET_SIDECAR_STATE_RESET_ON_ERROR")]
+    pub state_reset_on_error: bool,
 }
 
 /// `--egress on|off`.

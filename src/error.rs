@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use crate::bash::SearchError;
+use crate::persist::{PersistError, UpdateError};
 use crate::run::RunError;
 use crate::secrets::registry::RegistryError;
 use crate::secrets::source::EntryError;
@@ -122,6 +123,18 @@ pub(crate) enum ApiError {
     /// 503: an internal failure (generic body, cause logged once).
     #[error("service unavailable")]
     Internal(#[from] Internal),
+    /// 507: an update could not be written to the state file (and was not applied).
+    #[error(transparent)]
+    Persist(#[from] PersistError),
+}
+
+impl From<UpdateError> for ApiError {
+    fn from(e: UpdateError) -> Self {
+        match e {
+            UpdateError::Registry(e) => Self::Registry(e),
+            UpdateError::Persist(e) => Self::Persist(e),
+        }
+    }
 }
 
 impl ApiError {
@@ -158,6 +171,7 @@ impl ApiError {
             },
             Self::MaskRate(_) | Self::Busy => StatusCode::TOO_MANY_REQUESTS,
             Self::NotReady | Self::Internal(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Persist(_) => StatusCode::INSUFFICIENT_STORAGE,
         }
     }
 
@@ -175,6 +189,8 @@ impl ApiError {
             Self::InvalidEntry(e) => json!([{ "loc": e.loc, "msg": e.msg, "type": "value_error" }]),
             // What the operator must do; it holds nothing about the request.
             Self::Run(RunError::NoShell) => Value::String(RunError::NoShell.to_string()),
+            // What happened to the update; the cause (a path, an errno) is logged by the writer.
+            Self::Persist(e) => Value::String(e.to_string()),
             // Internal causes are logged, never sent.
             _ if self.status().is_server_error() => Value::String("service unavailable".into()),
             other => Value::String(other.to_string()),

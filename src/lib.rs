@@ -25,6 +25,8 @@
 //!   shell; `dns`: name resolution without the C library; [`reaper`]: PID 1 duty;
 //!   [`hardening`]: no core dumps; [`telemetry`]: logs; `metrics`: the Prometheus families
 //!   behind `GET /metrics`, held by the state (no global registry).
+//! - [`persist`]: `--state-file`, descriptors sealed on disk and written before an update is
+//!   acknowledged.
 //!
 //! The public surface is small on purpose: what the binary (`main.rs`) needs to start the
 //! service and its subcommands ([`cli`], [`config`], [`server`], [`client`], [`probe`],
@@ -50,6 +52,7 @@ pub mod hardening;
 pub mod install;
 pub mod mask;
 mod metrics;
+pub mod persist;
 pub mod probe;
 mod ratelimit;
 pub mod reaper;

@@ -19,6 +19,7 @@ use crate::egress::grant::Grants;
 use crate::exec::Executor;
 use crate::mask::MaskSet;
 use crate::metrics::{MaskedTotals, Metrics, Observed, SecretCounts};
+use crate::persist::Durable;
 use crate::ratelimit::RateLimit;
 use crate::run::{Egress, Parts, Runner};
 use crate::secrets::fetch::{FetchBuildError, Fetcher};
@@ -36,6 +37,8 @@ pub enum StateError {
     Mask(#[from] crate::mask::MaskError),
     #[error(transparent)]
     EgressBundle(#[from] crate::egress::bundle::BundleError),
+    #[error(transparent)]
+    StateFile(#[from] crate::persist::LoadError),
 }
 
 /// Shared state of the HTTP service: handles only, each cheap to clone.
@@ -57,6 +60,8 @@ pub struct AppState {
     pub(crate) mask_rate: Arc<RateLimit>,
     pub(crate) mask_min_length: usize,
     pub(crate) started: Instant,
+    /// Registry changes, written to the state file (if any) before they are acknowledged.
+    pub(crate) durable: Durable,
     /// Requests in flight beyond this are refused with 429.
     pub(crate) request_slots: Arc<Semaphore>,
     ready: Arc<AtomicBool>,
@@ -128,6 +133,14 @@ impl AppState {
         let exec = &config.exec;
         let mut scrub_names = config.sources.allowed_env_headers.clone();
         scrub_names.extend(exec.strip_env.iter().cloned());
+        // Before anything is served: what was registered before a restart is back, and masked.
+        let durable = crate::persist::open(
+            registry.clone(),
+            config.state_file.as_ref(),
+            config.state_key.as_ref(),
+            &config.sources,
+        )?;
+        crate::persist::mask_loaded(&registry, &masks)?;
         let keys = Arc::new(keys);
         let runner = Runner::new(
             Parts {
@@ -155,6 +168,7 @@ impl AppState {
             mask_rate: Arc::new(RateLimit::new(config.mask_rate)),
             mask_min_length: config.mask_min_length,
             started: Instant::now(),
+            durable,
             request_slots: Arc::new(Semaphore::new(config.http.max_concurrent_requests)),
             ready: Arc::new(AtomicBool::new(false)),
             shutdown: CancellationToken::new(),

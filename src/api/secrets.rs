@@ -96,7 +96,7 @@ pub(crate) async fn update(
         _ => None,
     });
     state.runner.remember(&scope, statics).await?;
-    let replaced = state.registry.update(&scope, entries)?;
+    let replaced = state.durable.update(&scope, entries).await?;
     state.resolver.forget(&replaced).await;
     tracing::info!(scope = %scope, count, "secrets updated");
     Ok(Json(Success { success: true }))
@@ -123,7 +123,7 @@ pub(crate) async fn delete_one(
 ) -> Result<Json<Deleted>, ApiError> {
     let scope = params.scope()?;
     let name = params.name()?;
-    let removed = state.registry.remove(&scope, &name)?;
+    let removed = state.durable.remove(&scope, &name).await?;
     state.resolver.forget(&[removed]).await;
     tracing::info!(scope = %scope, name = %name, "secret deleted");
     Ok(Json(Deleted { deleted: true }))
@@ -135,7 +135,7 @@ pub(crate) async fn drop_conversation(
     params: PathParams,
 ) -> Result<Json<Deleted>, ApiError> {
     let id = params.conversation()?;
-    let dropped = state.registry.drop_conversation(&id)?;
+    let dropped = state.durable.drop_conversation(&id).await?;
     state.resolver.forget(&dropped).await;
     tracing::info!(conversation = %id, count = dropped.len(), "conversation dropped");
     Ok(Json(Deleted { deleted: true }))

@@ -15,6 +15,7 @@ mod egress;
 mod env;
 mod exec;
 mod lookup;
+mod state;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -51,6 +52,11 @@ pub struct Config {
     pub mask_rate: u32,
     /// Egress mode: bindings, the proxy's settings, the commands' CA bundle.
     pub egress: EgressConfig,
+    /// `--state-file`: where descriptors are kept across restarts, if anywhere.
+    pub state_file: Option<crate::persist::StateFileConfig>,
+    /// The key from `--state-key-file` or `OH_SECRET_KEY`; subkeys are derived from it
+    /// ([`crate::persist::StateKey::derive`], e.g. the egress placeholder key).
+    pub state_key: Option<crate::persist::StateKey>,
 }
 
 /// A configuration that cannot be used. Every message starts with the one option (or
@@ -210,6 +216,10 @@ impl Config {
         };
         let settings = lookup::settings_origin(args, env)?;
         let lookup = lookup::lookup_config(args, env)?;
+        let state_key = state::state_key(args, env)?;
+        let mut egress = egress::egress_config(args, env)?;
+        // With a state key, placeholders survive a restart (credential stores stay valid).
+        egress.placeholder_key = state_key.as_ref().map(|k| std::sync::Arc::new(k.placeholder_key()));
         Ok(Self {
             listen,
             auth,
@@ -222,7 +232,9 @@ impl Config {
             process_env: ProcessEnv(env.raw().to_vec()),
             mask_min_length: args.mask_min_length,
             mask_rate: args.mask_rate,
-            egress: egress::egress_config(args, env)?,
+            egress,
+            state_file: state::state_file(args),
+            state_key,
         })
     }
 }

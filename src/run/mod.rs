@@ -368,7 +368,7 @@ impl Runner {
 
 /// The mask-set key of a secret: its scope and name, so rotations of one secret share a
 /// history and same-named secrets of different conversations do not.
-fn mask_key(scope: &ScopeId, name: &str) -> String {
+pub(crate) fn mask_key(scope: &ScopeId, name: &str) -> String {
     match scope {
         ScopeId::Sandbox => format!("sandbox/{name}"),
         ScopeId::Conversation(id) => format!("{id}/{name}"),

@@ -17,6 +17,10 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use super::source::SecretSource;
 use super::value::SecretName;
 
+mod layers;
+
+pub use layers::ApiLayers;
+
 /// A conversation id, normalised to 32 lowercase hex digits.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConversationId(String);

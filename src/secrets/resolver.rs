@@ -43,6 +43,7 @@ use crate::mask::MaskSet;
 use crate::metrics::LookupMetrics;
 
 pub(crate) use self::outcome::jitter;
+pub(crate) use self::upstream::carries_session_key;
 
 /// Cache and concurrency settings, from configuration.
 #[derive(Clone, Debug)]

@@ -29,3 +29,4 @@ mod router;
 mod secrets_api;
 mod slow_clients;
 mod standalone;
+mod state_file;

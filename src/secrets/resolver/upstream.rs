@@ -173,7 +173,7 @@ impl Upstream {
 }
 
 /// True when a request to `url`, an origin of `kind`, carries the sidecar's session key.
-fn carries_session_key(kind: OriginKind, url: &Url) -> bool {
+pub(crate) fn carries_session_key(kind: OriginKind, url: &Url) -> bool {
     kind == OriginKind::Settings && url.path().starts_with(SANDBOX_PATH_PREFIX)
 }
 

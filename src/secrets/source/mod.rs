@@ -20,9 +20,11 @@ use url::Url;
 
 mod egress;
 mod lookup;
+mod wire;
 
 use egress::parse_egress;
 use lookup::{MAX_HEADERS, parse_env_headers, parse_headers, parse_url};
+pub use wire::Wire;
 
 use super::origin::{Origin, OriginKind, OriginPolicy};
 use super::value::{SecretName, SecretValue, is_env_name};
