@@ -34,7 +34,7 @@ pub const API_KEY_HEADER: &str = "x-session-api-key";
 const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Paths that are always served, even when the service is saturated.
-const PROBES: &[&str] = &["/alive", "/health", "/ready"];
+pub(super) const PROBES: &[&str] = &["/alive", "/health", "/ready"];
 
 /// What the front door needs: the service state and the accepted `Host` names.
 #[derive(Clone)]
