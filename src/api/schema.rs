@@ -249,6 +249,7 @@ pub(crate) struct BashEventPage {
 pub(crate) struct SearchParams {
     /// Only events of this kind.
     #[serde(rename = "kind__eq")]
+    #[param(inline)]
     kind_eq: Option<EventKindParam>,
     /// Only the outputs of this command (a UUID).
     #[serde(rename = "command_id__eq")]
@@ -262,6 +263,7 @@ pub(crate) struct SearchParams {
     /// Only events before this instant (ISO-8601).
     #[serde(rename = "timestamp__lt")]
     timestamp_lt: Option<String>,
+    #[param(inline)]
     sort_order: Option<SortOrderParam>,
     /// The `next_page_id` of a previous page.
     page_id: Option<String>,

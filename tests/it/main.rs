@@ -16,6 +16,7 @@ mod health;
 mod lookup_process;
 mod masking;
 mod memory;
+mod openapi;
 mod process;
 mod resolve;
 mod root;

@@ -1,0 +1,196 @@
+//! `GET /openapi.json`: every route the router serves is in the document and nothing else is;
+//! the document is valid OpenAPI 3.1 with every `$ref` resolving; and what the routes really
+//! answer validates against the schemas the document gives for them.
+
+use std::collections::BTreeSet;
+
+use axum::body::Body;
+use http_body_util::BodyExt;
+use secret_sidecar::router;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use crate::common::{CONV_HEX, KEY, TestApp};
+
+/// The methods OpenAPI has a field for, as the document spells them.
+const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+/// The document, fetched through the router without the key (it is served without one).
+async fn document() -> Value {
+    let state = TestApp::state_with(&[]);
+    let req = axum::http::Request::get("/openapi.json").header("host", "localhost").body(Body::empty()).unwrap();
+    let response = router(state).oneshot(req).await.expect("infallible");
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    serde_json::from_slice(&bytes).expect("the document is JSON")
+}
+
+/// `(path, method)` of every operation of the document.
+fn documented(doc: &Value) -> BTreeSet<(String, String)> {
+    let mut ops = BTreeSet::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in METHODS {
+            if item.get(*method).is_some() {
+                ops.insert((path.clone(), (*method).to_owned()));
+            }
+        }
+    }
+    ops
+}
+
+/// `(path, method)` of every route the real router serves, read from its `Debug` form (axum
+/// has no other way to list routes): the path router's `RouteId -> path` table and, per
+/// `RouteId`, which method endpoints are set. Fails loudly if that form changes.
+fn served() -> BTreeSet<(String, String)> {
+    let text = format!("{:?}", router(TestApp::state_with(&[])));
+    // Only the path router: the fallback router's routes are not routes.
+    let text = text.split("fallback_router:").next().expect("a Router");
+    let (routes, node) = text.split_once("node: Node").expect("the path router's node");
+    let mut paths = std::collections::BTreeMap::new();
+    for segment in node.split("RouteId(").skip(1) {
+        let (id, rest) = segment.split_once("): \"").expect("RouteId(n): \"path\"");
+        let path = rest.split('"').next().expect("a quoted path");
+        paths.insert(id.to_owned(), path.to_owned());
+    }
+    let mut ops = BTreeSet::new();
+    for segment in routes.split("RouteId(").skip(1) {
+        let (id, endpoint) = segment.split_once(')').expect("RouteId(n)");
+        let path = paths.get(id).unwrap_or_else(|| panic!("route {id} has no path in {text}"));
+        // HEAD is served by GET handlers implicitly; only an explicit one would count.
+        for method in METHODS {
+            let Some((_, value)) = endpoint.split_once(&format!(" {method}: ")) else {
+                panic!("route {id} has no `{method}` field in {endpoint}");
+            };
+            if !value.starts_with("None") {
+                ops.insert((path.clone(), (*method).to_owned()));
+            }
+        }
+    }
+    assert!(ops.len() > 10, "could not read the router's routes from its Debug form:\n{text}");
+    ops
+}
+
+#[tokio::test]
+async fn every_served_route_is_documented_and_nothing_else() {
+    let doc = document().await;
+    let documented = documented(&doc);
+    let served = served();
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let phantom: Vec<_> = documented.difference(&served).collect();
+    assert!(undocumented.is_empty(), "served but not in /openapi.json: {undocumented:?}");
+    assert!(phantom.is_empty(), "in /openapi.json but not served: {phantom:?}");
+    // The routes of the contract are among them (a guard on the walk itself).
+    for (path, method) in [
+        ("/alive", "get"),
+        ("/openapi.json", "get"),
+        ("/api/conversations/{id}", "delete"),
+        ("/api/conversations/{id}/secrets", "post"),
+        ("/api/secrets/{name}", "delete"),
+        ("/api/commands/stream", "post"),
+        ("/api/bash/bash_events/{event_id}", "get"),
+    ] {
+        assert!(served.contains(&(path.to_owned(), method.to_owned())), "{method} {path} not served");
+    }
+}
+
+#[tokio::test]
+async fn every_documented_operation_reaches_a_handler() {
+    // Independent of the Debug walk: a request to each operation is not the router's 404/405.
+    let doc = document().await;
+    let state = TestApp::state_with(&[]);
+    for (path, method) in documented(&doc) {
+        let uri = path.replace("{id}", CONV_HEX).replace("{name}", "NOPE").replace("{event_id}", "0");
+        let req = axum::http::Request::builder()
+            .method(method.to_uppercase().as_str())
+            .uri(&uri)
+            .header("host", "localhost")
+            .header("x-session-api-key", KEY)
+            .header("content-type", "application/json")
+            .body(Body::from("{}"))
+            .unwrap();
+        let response = router(state.clone()).oneshot(req).await.expect("infallible");
+        let status = response.status().as_u16();
+        let body: Value =
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap_or_default();
+        assert_ne!(status, 405, "{method} {path}");
+        assert!(
+            status != 404 || body["detail"] != "Not Found",
+            "{method} {path} fell through to the router's 404"
+        );
+    }
+}
+
+/// Every `"$ref"` string in `v`.
+fn refs(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::Object(map) => {
+            for (k, v) in map {
+                match (k.as_str(), v) {
+                    ("$ref", Value::String(r)) => out.push(r.clone()),
+                    _ => refs(v, out),
+                }
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| refs(v, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test]
+async fn the_document_is_valid_openapi_3_1() {
+    let doc = document().await;
+    let spec = oas3::from_json(doc.to_string()).expect("the document deserializes as OpenAPI 3.1");
+    assert!(spec.openapi.starts_with("3.1."), "{}", spec.openapi);
+    assert_eq!(spec.info.version, env!("CARGO_PKG_VERSION"));
+
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(!all.is_empty());
+    for r in &all {
+        let pointer = r.strip_prefix('#').unwrap_or_else(|| panic!("external $ref {r}"));
+        assert!(doc.pointer(pointer).is_some(), "$ref {r} resolves to nothing");
+    }
+
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["session_key"], json!({"type": "apiKey", "in": "header", "name": "X-Session-API-Key"}));
+    let mut ids = BTreeSet::new();
+    for (path, method) in documented(&doc) {
+        let op = &doc["paths"][&path][&method];
+        let id = op["operationId"].as_str().unwrap_or_else(|| panic!("{method} {path}: no operationId"));
+        assert!(ids.insert(id.to_owned()), "operationId {id} is used twice");
+        // Every templated segment is a declared path parameter, and no other is declared.
+        let templated: BTreeSet<&str> =
+            path.split('/').filter_map(|s| s.strip_prefix('{')?.strip_suffix('}')).collect();
+        let declared: BTreeSet<&str> = op["parameters"]
+            .as_array()
+            .map(|ps| ps.iter().filter(|p| p["in"] == "path").filter_map(|p| p["name"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(templated, declared, "{method} {path}: path parameters");
+        // The key is required exactly under /api.
+        let secured = op["security"] == json!([{"session_key": []}]);
+        assert_eq!(secured, path.starts_with("/api/"), "{method} {path}: security");
+        let responses = op["responses"].as_object().expect("responses");
+        assert!(responses.contains_key("200"), "{method} {path}: no 200");
+        if path.starts_with("/api/") {
+            assert!(responses.contains_key("401"), "{method} {path}: no 401");
+        }
+        if op.get("requestBody").is_some() {
+            for status in ["400", "413", "415", "422"] {
+                assert!(responses.contains_key(status), "{method} {path}: no {status}");
+            }
+        }
+        // Every error answer has the `{"detail": …}` shape.
+        for (status, response) in responses {
+            if status.starts_with('4') || status.starts_with('5') {
+                assert_eq!(
+                    response["content"]["application/json"]["schema"]["$ref"],
+                    "#/components/schemas/Error",
+                    "{method} {path}: {status}"
+                );
+            }
+        }
+    }
+    assert!(doc["components"]["schemas"]["Detail"]["oneOf"].is_array());
+}
+
