@@ -194,3 +194,135 @@ async fn the_document_is_valid_openapi_3_1() {
     assert!(doc["components"]["schemas"]["Detail"]["oneOf"].is_array());
 }
 
+
+/// Validates `instance` against `schema`, resolving `$ref`s in the document's components.
+fn validate(doc: &Value, schema: &Value, instance: &Value, what: &str) {
+    let mut root = schema.clone();
+    root["components"] = doc["components"].clone();
+    let validator = jsonschema::validator_for(&root).unwrap_or_else(|e| panic!("{what}: bad schema: {e}"));
+    let errors: Vec<String> = validator.iter_errors(instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    assert!(errors.is_empty(), "{what}: {instance} does not match {schema}: {errors:?}");
+}
+
+/// The schema the document gives for the answer `status` of `method path` (its one content type).
+fn response_schema<'d>(doc: &'d Value, method: &str, path: &str, status: u16) -> &'d Value {
+    let response = &doc["paths"][path][method]["responses"][status.to_string()];
+    let content = response["content"].as_object().unwrap_or_else(|| panic!("{method} {path}: no {status}"));
+    assert_eq!(content.len(), 1, "{method} {path} {status}");
+    &content.values().next().unwrap()["schema"]
+}
+
+/// Sends a request as the document describes it, checks the request body against the
+/// documented request schema and the answer against the documented response schema, and
+/// returns the status and the answer.
+async fn exchange(app: &TestApp, doc: &Value, method: &str, template: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+    let mut req = app.req(method.to_uppercase().parse().unwrap(), path);
+    if let Some(body) = &body {
+        let schema = &doc["paths"][template][method]["requestBody"]["content"]["application/json"]["schema"];
+        validate(doc, schema, body, &format!("request of {method} {template}"));
+        req = req.json(body);
+    }
+    let response = req.send().await.unwrap();
+    let status = response.status().as_u16();
+    let ndjson = response.headers()["content-type"] == "application/x-ndjson";
+    let text = response.text().await.unwrap();
+    let schema = response_schema(doc, method, template, status);
+    let what = format!("{status} of {method} {template}");
+    if ndjson {
+        let frames: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        assert!(frames.len() >= 2, "{what}: {text}");
+        for frame in &frames {
+            validate(doc, schema, frame, &what);
+        }
+        return (status, Value::Array(frames));
+    }
+    let answer: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("{what}: not JSON: {text}"));
+    validate(doc, schema, &answer, &what);
+    (status, answer)
+}
+
+#[tokio::test]
+async fn real_answers_match_the_documented_schemas() {
+    let doc = document().await;
+    // The check itself rejects a wrong shape (a `$ref` that resolved to nothing would not).
+    let mut root = json!({"$ref": "#/components/schemas/Status"});
+    root["components"] = doc["components"].clone();
+    assert!(!jsonschema::is_valid(&root, &json!({"status": 5})));
+    assert!(!jsonschema::is_valid(&root, &json!({})));
+    let app = TestApp::spawn().await;
+    let conv = format!("/api/conversations/{CONV_HEX}");
+    let ex = |method: &'static str, template: &'static str, path: String, body: Option<Value>| {
+        let (app, doc) = (&app, &doc);
+        async move { exchange(app, doc, method, template, &path, body).await }
+    };
+
+    for path in ["/alive", "/health", "/ready", "/server_info", "/openapi.json"] {
+        assert_eq!(ex("get", path, path.to_owned(), None).await.0, 200, "{path}");
+    }
+
+    let secrets = json!({"secrets": {
+        "A_TOKEN": "value-5e8c1f",
+        "B_LOOKUP": {"kind": "LookupSecret", "url": "https://app.example.dev/s/B", "headers": {"X-K": "v"},
+            "ttl_seconds": 60, "description": "looked up"},
+        "C_UNSET": {"value": null, "description": "no value"},
+        "D_STATIC": {"kind": "StaticSecret", "value": "value-77aa01"},
+    }});
+    assert_eq!(ex("post", "/api/secrets", "/api/secrets".into(), Some(secrets.clone())).await.0, 200);
+    let conv_secrets = format!("{conv}/secrets");
+    let t = "/api/conversations/{id}/secrets";
+    assert_eq!(ex("post", t, conv_secrets.clone(), Some(json!({"secrets": {"E": "value-0c0c0c"}}))).await.0, 200);
+    let (status, bad) = ex("post", "/api/secrets", "/api/secrets".into(), Some(json!({"secrets": {"PATH": "x"}}))).await;
+    assert_eq!(status, 422);
+    assert!(bad["detail"].is_array(), "{bad}");
+    let (status, list) = ex("get", "/api/secrets", "/api/secrets".into(), None).await;
+    assert_eq!((status, list["secrets"].as_array().unwrap().len()), (200, 4));
+    assert_eq!(ex("get", t, conv_secrets, None).await.0, 200);
+
+    let resolve = Some(json!({"names": ["A_TOKEN", "NOT_THERE"]}));
+    let (status, resolved) = ex("post", "/api/secrets/resolve", "/api/secrets/resolve".into(), resolve).await;
+    assert_eq!((status, &resolved["resolved"]), (200, &json!(["A_TOKEN"])));
+    let mask = Some(json!({"text": "x value-5e8c1f y"}));
+    assert_eq!(ex("post", "/api/mask", "/api/mask".into(), mask).await.0, 200);
+
+    let run = Some(json!({"command": "echo $A_TOKEN; echo err >&2", "timeout": 60, "env": {"X": "1"}}));
+    let (status, done) = ex("post", "/api/commands", "/api/commands".into(), run.clone()).await;
+    assert_eq!((status, done["exit_code"].as_i64()), (200, Some(0)), "{done}");
+    let missing = Some(json!({"command": "true", "secrets": ["NOT_THERE"], "on_missing": "fail"}));
+    let (status, refused) = ex("post", "/api/commands", "/api/commands".into(), missing).await;
+    assert_eq!(status, 424, "{refused}");
+    assert!(refused["missing"].is_array(), "{refused}");
+    let (status, frames) = ex("post", "/api/commands/stream", "/api/commands/stream".into(), run).await;
+    assert_eq!((status, &frames[0]["type"]), (200, &json!("start")));
+    let all = Some(json!({"command": "true", "secrets": "all", "cwd": "/", "on_missing": "skip"}));
+    assert_eq!(ex("post", "/api/conversations/{id}/commands", format!("{conv}/commands"), all).await.0, 200);
+
+    let bash = |body: Value| Some(body);
+    let start = "/api/bash/start_bash_command";
+    let (status, started) = ex("post", start, start.into(), bash(json!({"command": "echo hi", "cwd": null}))).await;
+    assert_eq!((status, &started["kind"]), (200, &json!("BashCommand")));
+    let execute = "/api/bash/execute_bash_command";
+    let body = bash(json!({"command": "echo $A_TOKEN", "timeout": 30, "conversation_id": CONV_HEX}));
+    let (status, output) = ex("post", execute, execute.into(), body).await;
+    assert_eq!((status, &output["kind"], &output["exit_code"]), (200, &json!("BashOutput"), &json!(0)));
+    let search = "/api/bash/bash_events/search";
+    let (status, page) = ex("get", search, format!("{search}?sort_order=TIMESTAMP_DESC&limit=5"), None).await;
+    assert_eq!(status, 200);
+    assert!(!page["items"].as_array().unwrap().is_empty());
+    assert_eq!(ex("get", search, format!("{search}?limit=0"), None).await.0, 422);
+    let event = "/api/bash/bash_events/{event_id}";
+    let id = started["id"].as_str().unwrap();
+    assert_eq!(ex("get", event, format!("/api/bash/bash_events/{id}"), None).await.0, 200);
+    assert_eq!(ex("get", event, "/api/bash/bash_events/nope".into(), None).await.0, 404);
+
+    let one = "/api/secrets/{name}";
+    assert_eq!(ex("delete", one, "/api/secrets/C_UNSET".into(), None).await.0, 200);
+    assert_eq!(ex("delete", one, "/api/secrets/C_UNSET".into(), None).await.0, 404);
+    assert_eq!(ex("delete", "/api/conversations/{id}", conv.clone(), None).await.0, 200);
+    assert_eq!(ex("delete", "/api/conversations/{id}", conv, None).await.0, 404);
+
+    // Without the key: 401 with the error shape.
+    let r = app.client.get(format!("{}/api/secrets", app.base)).send().await.unwrap();
+    let (status, body) = crate::common::json_of(r).await;
+    assert_eq!(status, 401);
+    validate(&doc, response_schema(&doc, "get", "/api/secrets", 401), &body, "401");
+}
