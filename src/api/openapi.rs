@@ -21,9 +21,9 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
 
-use super::gate::PROBES;
 #[cfg(doc)]
 use super::gate::API_KEY_HEADER;
+use super::gate::PROBES;
 use super::schema::ErrorBody;
 
 /// The name of the session-key security scheme in the document.
@@ -71,7 +71,7 @@ impl Document {
 }
 
 /// `GET /openapi.json`.
-#[utoipa::path(get, path = "/openapi.json", tag = "meta", responses(
+#[utoipa::path(get, path = "/openapi.json", tag = "meta", operation_id = "openapi", responses(
     (status = 200, description = "This document (OpenAPI 3.1)", content_type = "application/json",
         body = Object),
 ))]
@@ -144,7 +144,10 @@ fn complete_operation(path: &str, op: &mut Operation) {
         errors.push((503, "The service could not complete the request (generic body)"));
     }
     for (status, description) in errors {
-        op.responses.responses.entry(status.to_string()).or_insert_with(|| error_response(description).into());
+        op.responses
+            .responses
+            .entry(status.to_string())
+            .or_insert_with(|| error_response(description).into());
     }
 }
 
@@ -161,7 +164,10 @@ fn conversation_id() -> Parameter {
 fn error_response(description: &str) -> utoipa::openapi::Response {
     ResponseBuilder::new()
         .description(description)
-        .content("application/json", ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build())
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(Ref::from_schema_name("Error"))).build(),
+        )
         .build()
 }
 

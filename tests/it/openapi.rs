@@ -18,7 +18,8 @@ const METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "p
 /// The document, fetched through the router without the key (it is served without one).
 async fn document() -> Value {
     let state = TestApp::state_with(&[]);
-    let req = axum::http::Request::get("/openapi.json").header("host", "localhost").body(Body::empty()).unwrap();
+    let req =
+        axum::http::Request::get("/openapi.json").header("host", "localhost").body(Body::empty()).unwrap();
     let response = router(state).oneshot(req).await.expect("infallible");
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "application/json");
@@ -111,8 +112,8 @@ async fn every_documented_operation_reaches_a_handler() {
             .unwrap();
         let response = router(state.clone()).oneshot(req).await.expect("infallible");
         let status = response.status().as_u16();
-        let body: Value =
-            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes()).unwrap_or_default();
+        let body: Value = serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
+            .unwrap_or_default();
         assert_ne!(status, 405, "{method} {path}");
         assert!(
             status != 404 || body["detail"] != "Not Found",
@@ -153,7 +154,10 @@ async fn the_document_is_valid_openapi_3_1() {
     }
 
     let schemes = &doc["components"]["securitySchemes"];
-    assert_eq!(schemes["session_key"], json!({"type": "apiKey", "in": "header", "name": "X-Session-API-Key"}));
+    assert_eq!(
+        schemes["session_key"],
+        json!({"type": "apiKey", "in": "header", "name": "X-Session-API-Key"})
+    );
     let mut ids = BTreeSet::new();
     for (path, method) in documented(&doc) {
         let op = &doc["paths"][&path][&method];
@@ -184,8 +188,7 @@ async fn the_document_is_valid_openapi_3_1() {
         for (status, response) in responses {
             if status.starts_with('4') || status.starts_with('5') {
                 assert_eq!(
-                    response["content"]["application/json"]["schema"]["$ref"],
-                    "#/components/schemas/Error",
+                    response["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/Error",
                     "{method} {path}: {status}"
                 );
             }
@@ -194,13 +197,13 @@ async fn the_document_is_valid_openapi_3_1() {
     assert!(doc["components"]["schemas"]["Detail"]["oneOf"].is_array());
 }
 
-
 /// Validates `instance` against `schema`, resolving `$ref`s in the document's components.
 fn validate(doc: &Value, schema: &Value, instance: &Value, what: &str) {
     let mut root = schema.clone();
     root["components"] = doc["components"].clone();
     let validator = jsonschema::validator_for(&root).unwrap_or_else(|e| panic!("{what}: bad schema: {e}"));
-    let errors: Vec<String> = validator.iter_errors(instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
+    let errors: Vec<String> =
+        validator.iter_errors(instance).map(|e| format!("{e} at {}", e.instance_path())).collect();
     assert!(errors.is_empty(), "{what}: {instance} does not match {schema}: {errors:?}");
 }
 
@@ -215,7 +218,14 @@ fn response_schema<'d>(doc: &'d Value, method: &str, path: &str, status: u16) ->
 /// Sends a request as the document describes it, checks the request body against the
 /// documented request schema and the answer against the documented response schema, and
 /// returns the status and the answer.
-async fn exchange(app: &TestApp, doc: &Value, method: &str, template: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+async fn exchange(
+    app: &TestApp,
+    doc: &Value,
+    method: &str,
+    template: &str,
+    path: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
     let mut req = app.req(method.to_uppercase().parse().unwrap(), path);
     if let Some(body) = &body {
         let schema = &doc["paths"][template][method]["requestBody"]["content"]["application/json"]["schema"];
@@ -270,8 +280,12 @@ async fn real_answers_match_the_documented_schemas() {
     assert_eq!(ex("post", "/api/secrets", "/api/secrets".into(), Some(secrets.clone())).await.0, 200);
     let conv_secrets = format!("{conv}/secrets");
     let t = "/api/conversations/{id}/secrets";
-    assert_eq!(ex("post", t, conv_secrets.clone(), Some(json!({"secrets": {"E": "value-0c0c0c"}}))).await.0, 200);
-    let (status, bad) = ex("post", "/api/secrets", "/api/secrets".into(), Some(json!({"secrets": {"PATH": "x"}}))).await;
+    assert_eq!(
+        ex("post", t, conv_secrets.clone(), Some(json!({"secrets": {"E": "value-0c0c0c"}}))).await.0,
+        200
+    );
+    let (status, bad) =
+        ex("post", "/api/secrets", "/api/secrets".into(), Some(json!({"secrets": {"PATH": "x"}}))).await;
     assert_eq!(status, 422);
     assert!(bad["detail"].is_array(), "{bad}");
     let (status, list) = ex("get", "/api/secrets", "/api/secrets".into(), None).await;
@@ -298,7 +312,8 @@ async fn real_answers_match_the_documented_schemas() {
 
     let bash = |body: Value| Some(body);
     let start = "/api/bash/start_bash_command";
-    let (status, started) = ex("post", start, start.into(), bash(json!({"command": "echo hi", "cwd": null}))).await;
+    let (status, started) =
+        ex("post", start, start.into(), bash(json!({"command": "echo hi", "cwd": null}))).await;
     assert_eq!((status, &started["kind"]), (200, &json!("BashCommand")));
     let execute = "/api/bash/execute_bash_command";
     let body = bash(json!({"command": "echo $A_TOKEN", "timeout": 30, "conversation_id": CONV_HEX}));
