@@ -50,9 +50,13 @@ pub(crate) struct BashBody {
     cwd: Option<String>,
     /// Seconds, at least 1 (default 300); over `--max-timeout` it is cut to it *(ref)*.
     #[serde(default)]
+    #[schema(minimum = 1)]
     timeout: Option<i64>,
-    /// Ours: also export this conversation's secrets.
+    /// Ours: also export this conversation's secrets (a UUID, dashed or 32 hex digits).
     #[serde(default)]
+    #[schema(
+        pattern = "^([0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$"
+    )]
     conversation_id: Option<String>,
 }
 

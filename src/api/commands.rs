@@ -36,13 +36,16 @@ const FRAME_BUFFER: usize = 16;
 /// The body of `POST …/commands` and `…/commands/stream`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct CommandBody {
-    /// Shell text, run as `shell -c command`.
+    /// Shell text, run as `shell -c command`: not blank, without NUL.
+    #[schema(pattern = "^[^\\x00]*\\S[^\\x00]*$")]
     command: String,
     /// Working directory (an existing directory); default `--workdir`.
     #[serde(default)]
+    #[schema(min_length = 1)]
     cwd: Option<String>,
     /// Seconds, 1..=`--max-timeout`; default 300.
     #[serde(default)]
+    #[schema(minimum = 1)]
     timeout: Option<u64>,
     /// `null` (the secrets the command references), a list of names, or `"all"`.
     #[serde(default)]

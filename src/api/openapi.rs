@@ -24,7 +24,7 @@ use utoipa::openapi::{ContentBuilder, Ref, Required, ResponseBuilder};
 #[cfg(doc)]
 use super::gate::API_KEY_HEADER;
 use super::gate::PROBES;
-use super::schema::ErrorBody;
+use super::schema::{ErrorBody, UUID_PATTERN};
 
 /// The name of the session-key security scheme in the document.
 const SESSION_KEY_SCHEME: &str = "session_key";
@@ -137,7 +137,7 @@ fn complete_operation(path: &str, op: &mut Operation) {
     if has_body {
         errors.push((415, "The body is not `application/json`"));
     }
-    if has_body || conversation {
+    if has_body || op.parameters.as_ref().is_some_and(|p| !p.is_empty()) {
         errors.push((422, "A field or path parameter is invalid; `detail` names it"));
     }
     if api {
@@ -157,7 +157,7 @@ fn conversation_id() -> Parameter {
         .parameter_in(ParameterIn::Path)
         .required(Required::True)
         .description(Some("The conversation: a UUID, dashed or 32 hex digits"))
-        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String).pattern(Some(UUID_PATTERN))))
         .build()
 }
 

@@ -22,6 +22,7 @@ use crate::state::AppState;
 pub(crate) struct ResolveBody {
     /// Secret names; absent or `null` means every entry the scope would export.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<super::schema::NameSchema>>)]
     names: Option<Vec<String>>,
 }
 

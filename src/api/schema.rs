@@ -17,6 +17,16 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+/// What a conversation id must match: a UUID, dashed or as 32 hex digits.
+pub(crate) const UUID_PATTERN: &str =
+    "^([0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$";
+
+/// A secret name: `^[A-Za-z_][A-Za-z0-9_]{0,127}$`, and not one that changes how a shell,
+/// loader or interpreter runs (`PATH`, `HOME`, `LD_*`, `PYTHONPATH`, …).
+#[derive(Deserialize, ToSchema)]
+#[schema(as = SecretName, pattern = "^[A-Za-z_][A-Za-z0-9_]{0,127}$")]
+pub(crate) struct NameSchema(String);
+
 /// Every error answer: `{"detail": …}`, FastAPI style.
 #[derive(Serialize, ToSchema)]
 #[schema(as = Error)]
@@ -63,6 +73,7 @@ pub(crate) struct MissingSecret {
 /// loader runs (`PATH`, `LD_*`, `BASH_ENV`, `HOME`, …).
 #[derive(Deserialize, ToSchema)]
 pub(crate) struct UpdateBody {
+    #[schema(value_type = BTreeMap<NameSchema, SecretEntry>)]
     secrets: BTreeMap<String, SecretEntry>,
 }
 
@@ -253,15 +264,21 @@ pub(crate) struct SearchParams {
     kind_eq: Option<EventKindParam>,
     /// Only the outputs of this command (a UUID).
     #[serde(rename = "command_id__eq")]
+    #[param(
+        pattern = "^([0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$"
+    )]
     command_id_eq: Option<String>,
     /// Only outputs with a greater `order`.
     #[serde(rename = "order__gt")]
     order_gt: Option<i64>,
-    /// Only events at or after this instant (ISO-8601).
+    /// Only events at or after this instant: an ISO-8601 date-time (no zone = UTC) or Unix
+    /// seconds.
     #[serde(rename = "timestamp__gte")]
+    #[param(min_length = 1)]
     timestamp_gte: Option<String>,
-    /// Only events before this instant (ISO-8601).
+    /// Only events before this instant, in the same forms.
     #[serde(rename = "timestamp__lt")]
+    #[param(min_length = 1)]
     timestamp_lt: Option<String>,
     #[param(inline)]
     sort_order: Option<SortOrderParam>,

@@ -118,7 +118,8 @@ pub(crate) async fn list(
 
 /// `DELETE …/secrets/{name}` → `{"deleted": true}` or 404.
 #[utoipa::path(delete, path = "/secrets/{name}", tag = "secrets",
-    params(("name" = String, Path, description = "The secret's name")),
+    params(("name" = String, Path, description = "The secret's name",
+        pattern = "^[A-Za-z_][A-Za-z0-9_]{0,127}$")),
     responses(
         (status = 200, body = Deleted),
         (status = 404, description = "No such secret in the scope", body = ErrorBody),

@@ -341,3 +341,21 @@ async fn real_answers_match_the_documented_schemas() {
     assert_eq!(status, 401);
     validate(&doc, response_schema(&doc, "get", "/api/secrets", 401), &body, "401");
 }
+
+#[tokio::test]
+async fn an_array_body_is_refused_not_read_as_fields() {
+    // Fuzzing against the document found `[]` accepted where an object is required; a derived
+    // model took its fields from an array, so `["…"]` ran as a command.
+    let app = TestApp::spawn().await;
+    for (path, body) in [
+        ("/api/commands", json!(["echo ran"])),
+        ("/api/secrets/resolve", json!([])),
+        ("/api/mask", json!(["text"])),
+        ("/api/bash/execute_bash_command", json!(["echo ran"])),
+        ("/api/secrets", json!([])),
+    ] {
+        let (status, answer) = app.post(path, &body).await;
+        assert_eq!(status, 422, "{path}: {answer}");
+        assert!(answer["detail"].is_string() || answer["detail"].is_array(), "{path}: {answer}");
+    }
+}
