@@ -43,7 +43,8 @@ const FLUSH_AFTER: Duration = Duration::from_millis(100);
 /// The reference's `ExecuteBashRequest`, plus our optional `conversation_id`.
 #[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct BashBody {
-    /// Shell text.
+    /// Shell text, without NUL.
+    #[schema(pattern = "^[^\\x00]*$")]
     command: String,
     /// Working directory; a missing one is reported as the command's error output *(ref)*.
     #[serde(default)]

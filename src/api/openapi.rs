@@ -1,8 +1,9 @@
 //! `GET /openapi.json`: the API as an OpenAPI 3.1 document.
 //!
 //! The document is generated while the router is assembled (`utoipa_axum`): every route is
-//! registered from its handler's `#[utoipa::path]` annotation, so a route cannot be served
-//! without being described, and the wire models derive `ToSchema` (the shapes serialized by
+//! registered from its handler's `#[utoipa::path]` annotation, so a route is described where
+//! it is registered (an integration test walks the router and fails on any route served but
+//! not described), and the wire models derive `ToSchema` (the shapes serialized by
 //! hand have schema-only twins in `schema`). What the annotations would repeat on every route
 //! is added here in one pass, by rule ([`Document::new`]): the session-key requirement and
 //! the conversation `{id}` parameter under `/api`, and the error answers of the front door
