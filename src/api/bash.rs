@@ -9,8 +9,6 @@
 //! shutdown token, bounded by the command slots; their output reaches events at least every
 //! [`FLUSH_AFTER`], bounded per stream like `/commands` output (see `crate::bash::writer`).
 
-use axum::Router;
-use axum::routing::{get, post};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,8 +19,12 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{JsonBody, PathParams};
+use super::schema::{BashEventPage, BashEventSchema, ErrorBody, SearchParams};
 use crate::bash::masked::WITHHELD;
 use crate::bash::{
     BashCommand, BashEvent, BashOutput, EventWriter, MaskedPage, OutputBudget, SearchQuery, mask_event,
@@ -39,16 +41,23 @@ use crate::state::AppState;
 const FLUSH_AFTER: Duration = Duration::from_millis(100);
 
 /// The reference's `ExecuteBashRequest`, plus our optional `conversation_id`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct BashBody {
+    /// Shell text, without NUL.
+    #[schema(pattern = "^[^\\x00]*$")]
     command: String,
+    /// Working directory; a missing one is reported as the command's error output *(ref)*.
     #[serde(default)]
     cwd: Option<String>,
     /// Seconds, at least 1 (default 300); over `--max-timeout` it is cut to it *(ref)*.
     #[serde(default)]
+    #[schema(minimum = 1)]
     timeout: Option<i64>,
-    /// Ours: also export this conversation's secrets.
+    /// Ours: also export this conversation's secrets (a UUID, dashed or 32 hex digits).
     #[serde(default)]
+    #[schema(
+        pattern = "^([0-9A-Fa-f]{32}|[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})$"
+    )]
     conversation_id: Option<String>,
 }
 
@@ -197,6 +206,10 @@ fn mask_now(state: &AppState, event: &BashEvent) -> BashEvent {
 }
 
 /// `POST /api/bash/start_bash_command` → the `BashCommand` event.
+#[utoipa::path(post, path = "/api/bash/start_bash_command", tag = "bash", request_body = BashBody, responses(
+    (status = 200, description = "The `BashCommand` event; the command runs in the background", body = BashEventSchema),
+    (status = 429, description = "Too many running commands", body = ErrorBody),
+))]
 pub(crate) async fn start_bash_command(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<BashBody>,
@@ -207,6 +220,10 @@ pub(crate) async fn start_bash_command(
 
 /// `POST /api/bash/execute_bash_command` → the final `BashOutput` once the command ends,
 /// holding all the output its events keep.
+#[utoipa::path(post, path = "/api/bash/execute_bash_command", tag = "bash", request_body = BashBody, responses(
+    (status = 200, description = "The final `BashOutput`, once the command ends", body = BashEventSchema),
+    (status = 429, description = "Too many running commands", body = ErrorBody),
+))]
 pub(crate) async fn execute_bash_command(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<BashBody>,
@@ -217,6 +234,10 @@ pub(crate) async fn execute_bash_command(
 }
 
 /// `GET /api/bash/bash_events/search`.
+#[utoipa::path(get, path = "/api/bash/bash_events/search", tag = "bash", params(SearchParams), responses(
+    (status = 200, description = "A page of events, oldest first unless `sort_order=TIMESTAMP_DESC`", body = BashEventPage),
+    (status = 422, description = "A search parameter is invalid", body = ErrorBody),
+))]
 pub(crate) async fn search(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -235,6 +256,13 @@ pub(crate) async fn search(
 }
 
 /// `GET /api/bash/bash_events/{event_id}`.
+#[utoipa::path(get, path = "/api/bash/bash_events/{event_id}", tag = "bash",
+    params(("event_id" = String, Path, description = "The event's id")),
+    responses(
+        (status = 200, body = BashEventSchema),
+        (status = 404, description = "No such event", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn get_event(
     State(state): State<AppState>,
     params: PathParams,
@@ -245,10 +273,10 @@ pub(crate) async fn get_event(
 }
 
 /// The reference-compatible bash routes (sandbox-wide; `conversation_id` in the body).
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/api/bash/start_bash_command", post(start_bash_command))
-        .route("/api/bash/execute_bash_command", post(execute_bash_command))
-        .route("/api/bash/bash_events/search", get(search))
-        .route("/api/bash/bash_events/{event_id}", get(get_event))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(start_bash_command))
+        .routes(routes!(execute_bash_command))
+        .routes(routes!(search))
+        .routes(routes!(get_event))
 }

@@ -6,8 +6,6 @@
 //! and a bad `cwd` with 422, and a missing explicit secret with 424 unless `on_missing:
 //! "skip"`. A client that goes away cancels the run, which kills the command's process group.
 
-use axum::Router;
-use axum::routing::post;
 use std::collections::BTreeMap;
 
 use axum::Json;
@@ -18,9 +16,13 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{JsonBody, PathParams};
 use super::frames::FrameStream;
+use super::schema::ErrorBody;
 use crate::error::{ApiError, FieldError};
 use crate::exec::{Chunk, ExecOutcome, Stream};
 use crate::run::{CommandSpec, OnMissing, OverMax, Report};
@@ -32,15 +34,18 @@ use crate::state::AppState;
 const FRAME_BUFFER: usize = 16;
 
 /// The body of `POST …/commands` and `…/commands/stream`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct CommandBody {
-    /// Shell text, run as `shell -c command`.
+    /// Shell text, run as `shell -c command`: not blank, without NUL.
+    #[schema(pattern = "^[^\\x00]*\\S[^\\x00]*$")]
     command: String,
     /// Working directory (an existing directory); default `--workdir`.
     #[serde(default)]
+    #[schema(min_length = 1)]
     cwd: Option<String>,
     /// Seconds, 1..=`--max-timeout`; default 300.
     #[serde(default)]
+    #[schema(minimum = 1)]
     timeout: Option<u64>,
     /// `null` (the secrets the command references), a list of names, or `"all"`.
     #[serde(default)]
@@ -54,7 +59,7 @@ pub(crate) struct CommandBody {
 }
 
 /// `secrets`: a list of names, or every name in scope.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(untagged)]
 pub(crate) enum SecretsField {
     All(AllSecrets),
@@ -62,14 +67,14 @@ pub(crate) enum SecretsField {
 }
 
 /// The string `"all"`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum AllSecrets {
     All,
 }
 
 /// `on_missing`.
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum OnMissingField {
     Fail,
@@ -126,14 +131,14 @@ impl CommandBody {
 }
 
 /// Bytes dropped from the middle of each stream.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Truncated {
     stdout: u64,
     stderr: u64,
 }
 
 /// The fields common to the JSON answer and the stream's `exit` frame.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Ended {
     exit_code: i32,
     signal: Option<i32>,
@@ -164,7 +169,7 @@ impl Ended {
 }
 
 /// The answer of `POST …/commands`: masked output and what the command got.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct CommandResponse {
     #[serde(flatten)]
     ended: Ended,
@@ -173,7 +178,7 @@ pub(crate) struct CommandResponse {
 }
 
 /// One line of `POST …/commands/stream`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub(crate) enum Frame {
     Start { command_id: String, exported: Vec<String>, skipped: Vec<String> },
@@ -192,6 +197,11 @@ impl Frame {
 }
 
 /// `POST …/commands`.
+#[utoipa::path(post, path = "/commands", tag = "commands", request_body = CommandBody, responses(
+    (status = 200, description = "The command ended; its output is masked", body = CommandResponse),
+    (status = 424, description = "An explicitly named secret could not be resolved", body = ErrorBody),
+    (status = 429, description = "Too many running commands", body = ErrorBody),
+))]
 pub(crate) async fn run(
     State(state): State<AppState>,
     params: PathParams,
@@ -210,6 +220,12 @@ pub(crate) async fn run(
 }
 
 /// `POST …/commands/stream`: NDJSON `start`, `stdout`/`stderr`, then `exit` or `error`.
+#[utoipa::path(post, path = "/commands/stream", tag = "commands", request_body = CommandBody, responses(
+    (status = 200, description = "One JSON frame per line: `start`, `stdout`/`stderr`, then `exit` or `error`",
+        content_type = "application/x-ndjson", body = Frame),
+    (status = 424, description = "An explicitly named secret could not be resolved", body = ErrorBody),
+    (status = 429, description = "Too many running commands", body = ErrorBody),
+))]
 pub(crate) async fn stream(
     State(state): State<AppState>,
     params: PathParams,
@@ -261,6 +277,6 @@ pub(crate) async fn stream(
 }
 
 /// The command routes of one scope, relative to it.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/commands", post(run)).route("/commands/stream", post(stream))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(run)).routes(routes!(stream))
 }

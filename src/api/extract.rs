@@ -46,6 +46,11 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
         // Syntax first, for the whole body (400), then the schema (422).
         let value: Value =
             super::unique_keys::parse(&bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))?;
+        // Every body of this API is an object; a derived model would also take its fields
+        // from a JSON array (`["ls"]` as a command), which the schema does not allow.
+        if value.is_array() {
+            return Err(ApiError::Invalid(FieldError::new("body", "expected an object")));
+        }
         serde_path_to_error::deserialize(value).map(Self).map_err(|e| ApiError::Invalid(field_error(&e)))
     }
 }

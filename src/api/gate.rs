@@ -37,10 +37,10 @@ const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Paths that are always served, even when the service is saturated (a scrape most of all
 /// needs to see a saturated service).
-const PROBES: &[&str] = &["/alive", "/health", "/ready", "/metrics"];
+pub(super) const PROBES: &[&str] = &["/alive", "/health", "/ready", "/metrics"];
 
 /// Paths outside `/api` that need the session key too.
-const KEYED: &[&str] = &["/metrics"];
+pub(super) const KEYED: &[&str] = &["/metrics"];
 
 /// What the front door needs: the service state and the accepted `Host` names.
 #[derive(Clone)]

@@ -5,28 +5,34 @@
 //! be masked, it is not returned.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::post;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{JsonBody, PathParams};
+use super::schema::ErrorBody;
 use crate::error::{ApiError, Internal};
 use crate::state::AppState;
 
 /// `{"text": "..."}`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct MaskBody {
     text: String,
 }
 
 /// `{"text": "<masked>"}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct MaskResponse {
     text: String,
 }
 
 /// `POST /api/conversations/{id}/mask` and `POST /api/mask`.
+#[utoipa::path(post, path = "/mask", tag = "mask", request_body = MaskBody, responses(
+    (status = 200, description = "The text with every held value masked", body = MaskResponse),
+    (status = 429, description = "Rate-limited; see `Retry-After`", body = ErrorBody),
+))]
 pub(crate) async fn mask(
     State(state): State<AppState>,
     params: PathParams,
@@ -39,6 +45,6 @@ pub(crate) async fn mask(
 }
 
 /// The mask route of one scope, relative to it.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/mask", post(mask))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(mask))
 }

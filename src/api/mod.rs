@@ -4,7 +4,8 @@
 //! conversation and sandbox-wide alike (secrets, resolve, commands, mask) are nested twice:
 //! under `/api/conversations/{id}` and under `/api`. Handlers are thin — they extract a typed
 //! model, call a component, and answer a typed model; errors become responses only in
-//! `crate::error`.
+//! `crate::error`. Every route is registered from its handler's OpenAPI annotation, so the
+//! router and `/openapi.json` are built from the same list (`openapi`).
 
 mod bash;
 mod commands;
@@ -14,13 +15,16 @@ mod gate;
 mod health;
 mod mask;
 mod metrics;
+mod openapi;
 mod resolve;
+mod schema;
 mod secrets;
 mod unique_keys;
 
-use axum::Router;
-use axum::middleware;
-use axum::routing::delete;
+use axum::{Extension, Router, middleware};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::{ApiError, NotFound};
 use crate::state::AppState;
@@ -30,20 +34,28 @@ pub use gate::API_KEY_HEADER;
 /// Every route of the service, with the front door applied to matched and unmatched paths
 /// alike (so 400/401 come before 404/405).
 pub fn router(state: AppState) -> Router {
-    let conversation = scoped().route("/", delete(secrets::drop_conversation));
-    Router::new()
-        .merge(health::routes())
-        .merge(metrics::routes())
-        .nest("/api/conversations/{id}", conversation)
-        .nest("/api", scoped())
-        .merge(bash::routes())
+    let (routes, doc) = described().split_for_parts();
+    routes
+        .layer(Extension(openapi::Document::new(doc)))
         .fallback(|| async { ApiError::NotFound(NotFound::Route) })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(middleware::from_fn_with_state(gate::FrontDoor::new(state.clone()), gate::gate))
         .with_state(state)
 }
 
+/// Every route, each with its OpenAPI description.
+fn described() -> OpenApiRouter<AppState> {
+    let conversation = scoped().routes(routes!(secrets::drop_conversation));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(health::routes())
+        .merge(metrics::routes())
+        .routes(routes!(openapi::document))
+        .nest("/api/conversations/{id}", conversation)
+        .nest("/api", scoped())
+        .merge(bash::routes())
+}
+
 /// The routes a conversation and the sandbox-wide scope both have, relative to the scope.
-fn scoped() -> Router<AppState> {
+fn scoped() -> OpenApiRouter<AppState> {
     secrets::routes().merge(resolve::routes()).merge(commands::routes()).merge(mask::routes())
 }

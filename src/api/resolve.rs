@@ -2,11 +2,12 @@
 //! could export) through the cache, or around it, and report which worked — never values.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::post;
 use serde::{Deserialize, Serialize};
 use tokio::task::JoinSet;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{JsonBody, PathParams};
 use crate::error::{ApiError, FieldError};
@@ -17,14 +18,16 @@ use crate::state::AppState;
 
 /// `{"names": [...]}`, or `{}` / `"names": null` for every entry with a value the scope
 /// would export.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub(crate) struct ResolveBody {
+    /// Secret names; absent or `null` means every entry the scope would export.
     #[serde(default)]
+    #[schema(value_type = Option<Vec<super::schema::NameSchema>>)]
     names: Option<Vec<String>>,
 }
 
 /// Which names resolved, were served stale, or failed (and why); sorted by name.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ResolveResponse {
     resolved: Vec<String>,
     stale: Vec<String>,
@@ -32,13 +35,16 @@ pub(crate) struct ResolveResponse {
 }
 
 /// A name that did not resolve; the error names the secret and the cause, never a value.
-#[derive(Debug, Serialize, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Serialize, PartialEq, Eq, PartialOrd, Ord, ToSchema)]
 pub(crate) struct Failed {
     name: String,
     error: String,
 }
 
 /// `POST …/secrets/resolve`.
+#[utoipa::path(post, path = "/secrets/resolve", tag = "secrets", request_body = ResolveBody, responses(
+    (status = 200, description = "Which names resolved, were stale, or failed; never values", body = ResolveResponse),
+))]
 pub(crate) async fn resolve(
     State(state): State<AppState>,
     params: PathParams,
@@ -49,6 +55,9 @@ pub(crate) async fn resolve(
 
 /// `POST …/secrets/refresh`: the same, bypassing the cache (at most once per second per
 /// entry).
+#[utoipa::path(post, path = "/secrets/refresh", tag = "secrets", request_body = ResolveBody, responses(
+    (status = 200, description = "Which names resolved, were stale, or failed; never values", body = ResolveResponse),
+))]
 pub(crate) async fn refresh(
     State(state): State<AppState>,
     params: PathParams,
@@ -131,6 +140,6 @@ async fn run(
 }
 
 /// The resolve routes of one scope, relative to it.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/secrets/resolve", post(resolve)).route("/secrets/refresh", post(refresh))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(resolve)).routes(routes!(refresh))
 }

@@ -5,13 +5,15 @@
 //! a URL path or query, a header, or a length.
 
 use axum::Json;
-use axum::Router;
 use axum::extract::State;
-use axum::routing::{delete, post};
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use super::extract::{JsonBody, PathParams};
+use super::schema::{ErrorBody, Provenance, ScopeName, SecretKind, UpdateBody, ValueStatus};
 use crate::error::ApiError;
 use crate::secrets::registry::Visible;
 use crate::secrets::resolver::EntryState;
@@ -19,35 +21,38 @@ use crate::secrets::source::{SecretSource, StaticSecret, parse_update};
 use crate::state::AppState;
 
 /// `{"success": true}` *(ref)*.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Success {
     success: bool,
 }
 
 /// `{"deleted": true}`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Deleted {
     deleted: bool,
 }
 
 /// `{"secrets": [entry…]}`, sorted by name.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct SecretList {
     secrets: Vec<ListEntry>,
 }
 
 /// One listed secret: never a value, a URL path or query, a header, or a length.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ListEntry {
     name: String,
     /// `StaticSecret` or `LookupSecret`.
+    #[schema(value_type = SecretKind)]
     kind: &'static str,
     description: Option<String>,
     /// `conversation` or `sandbox`.
+    #[schema(value_type = ScopeName)]
     scope: &'static str,
     /// Hidden by a conversation's own entry of the same name.
     shadowed: bool,
     /// `api` or `discovery`.
+    #[schema(value_type = Provenance)]
     source: &'static str,
     /// The lookup's `scheme://host[:port]`.
     origin: Option<String>,
@@ -59,7 +64,7 @@ pub(crate) struct ListEntry {
 }
 
 /// Where a bound secret may go.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ListEgress {
     hosts: Vec<String>,
     headers: Vec<String>,
@@ -67,9 +72,10 @@ pub(crate) struct ListEgress {
 }
 
 /// What is known of an entry's value, without the value.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ListState {
     /// `unresolved`, `resolved`, `stale`, `failed` or `no_value`.
+    #[schema(value_type = ValueStatus)]
     status: &'static str,
     stale: bool,
     age_seconds: Option<u64>,
@@ -80,6 +86,10 @@ pub(crate) struct ListState {
 
 /// `POST …/secrets`: `{"secrets": {NAME: entry}}` → `{"success": true}`. The descriptor
 /// shapes are the reference's and are parsed by hand (`secrets::source`).
+#[utoipa::path(post, path = "/secrets", tag = "secrets", request_body = UpdateBody, responses(
+    (status = 200, description = "Every entry was stored (merge; all-or-nothing)", body = Success),
+    (status = 429, description = "Too many conversations or secrets in the scope", body = ErrorBody),
+))]
 pub(crate) async fn update(
     State(state): State<AppState>,
     params: PathParams,
@@ -103,6 +113,9 @@ pub(crate) async fn update(
 }
 
 /// `GET …/secrets`: own and inherited entries, sorted by name.
+#[utoipa::path(get, path = "/secrets", tag = "secrets", responses(
+    (status = 200, description = "Own and inherited entries, sorted by name", body = SecretList),
+))]
 pub(crate) async fn list(
     State(state): State<AppState>,
     params: PathParams,
@@ -117,6 +130,14 @@ pub(crate) async fn list(
 }
 
 /// `DELETE …/secrets/{name}` → `{"deleted": true}` or 404.
+#[utoipa::path(delete, path = "/secrets/{name}", tag = "secrets",
+    params(("name" = String, Path, description = "The secret's name",
+        pattern = "^[A-Za-z_][A-Za-z0-9_]{0,127}$")),
+    responses(
+        (status = 200, body = Deleted),
+        (status = 404, description = "No such secret in the scope", body = ErrorBody),
+    ),
+)]
 pub(crate) async fn delete_one(
     State(state): State<AppState>,
     params: PathParams,
@@ -130,6 +151,10 @@ pub(crate) async fn delete_one(
 }
 
 /// `DELETE /api/conversations/{id}`: drop the scope → `{"deleted": true}` or 404.
+#[utoipa::path(delete, path = "/", tag = "conversations", responses(
+    (status = 200, description = "The scope and its cached values are gone", body = Deleted),
+    (status = 404, description = "No such conversation", body = ErrorBody),
+))]
 pub(crate) async fn drop_conversation(
     State(state): State<AppState>,
     params: PathParams,
@@ -173,6 +198,6 @@ fn list_entry(state: &AppState, v: &Visible, st: EntryState) -> ListEntry {
 }
 
 /// The secrets routes of one scope, relative to it.
-pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/secrets", post(update).get(list)).route("/secrets/{name}", delete(delete_one))
+pub(crate) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(update, list)).routes(routes!(delete_one))
 }

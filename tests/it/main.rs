@@ -20,6 +20,7 @@ mod lookup_process;
 mod masking;
 mod memory;
 mod metrics;
+mod openapi;
 mod process;
 mod properties;
 mod races;
