@@ -7,6 +7,10 @@
     drive.py soak URL KEY RATE SECONDS PATH BODY PID   fixed-rate POSTs, RSS of PID at start/end
     drive.py fleet KEY SECONDS BODY URL...  one POST /api/commands per second to each URL
     drive.py rss PID                        VmRSS and VmHWM of PID in KiB
+    drive.py series T0 N S                  summarises fake_settings.py's /__stats (stdin) for N sidecars
+    drive.py listed KEY COUNT URL...        waits (60 s at most) until every URL lists COUNT secrets
+    drive.py rss-sum PID...                 VmRSS of all PIDs together, in KiB
+    drive.py ports N                        N free loopback ports, one a line
     drive.py tree-rss PID                   VmRSS of PID and all its descendants, in KiB
 
 Every result is one JSON object on stdout. Requests carry X-Session-API-Key: KEY.
@@ -141,11 +145,20 @@ def burst(url, key, n, path, body):
 
 def sequential(url, key, n, path, body):
     c = conn_for(url)
-    counts, start = {}, time.perf_counter()
+    counts, times, start = {}, [], time.perf_counter()
     for _ in range(n):
+        t = time.perf_counter()
         status, _ = request(c, "POST", path, key, body)
+        times.append((time.perf_counter() - t) * 1e6)
         counts[str(status)] = counts.get(str(status), 0) + 1
-    return {"requests": n, "statuses": counts, "seconds": round(time.perf_counter() - start, 3)}
+    times.sort()
+    return {
+        "requests": n,
+        "statuses": counts,
+        "seconds": round(time.perf_counter() - start, 3),
+        "p50_us": round(times[len(times) // 2]),
+        "p99_us": round(times[min(len(times) - 1, round((len(times) - 1) * 0.99))]),
+    }
 
 
 def soak(url, key, rate, seconds, path, body, pid):
@@ -229,6 +242,49 @@ def fleet(key, seconds, body, urls):
     return {"sidecars": len(urls), "commands": len(urls) * seconds, "errors": errors[0]}
 
 
+def series(t0, n, steady_from):
+    d = json.load(sys.stdin)
+    per = {s - t0: c for s, c in d["per_second"]}
+    last = max(per) if per else 0
+    burst = sum(c for t, c in per.items() if t < steady_from)
+    steady = [per.get(t, 0) for t in range(steady_from, last + 1)]
+    return {
+        "per_second": " ".join(f"{t}:{per.get(t, 0)}" for t in range(0, last + 1)),
+        "total": d["total"],
+        f"startup_burst_before_second_{steady_from}": burst,
+        f"steady_mean_per_s_from_second_{steady_from}": round(sum(steady) / len(steady), 2) if steady else 0,
+        "steady_max_per_s": max(steady, default=0),
+        "peak_per_s": max(per.values(), default=0),
+        "per_sidecar": round(d["total"] / n, 2),
+    }
+
+
+def listed(key, count, urls):
+    deadline = time.time() + 60
+    for url in urls:
+        c = conn_for(url)
+        while True:
+            status, data = request(c, "GET", "/api/secrets", key)
+            if status == 200 and len(json.loads(data)["secrets"]) >= count:
+                break
+            if time.time() > deadline:
+                sys.exit(f"{url} does not list {count} secrets after 60 s")
+            time.sleep(0.05)
+    return {"listed": len(urls)}
+
+
+def ports(n):
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    out = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return out
+
+
 def main():
     verb, args = sys.argv[1], sys.argv[2:]
     if verb == "startup":
@@ -241,6 +297,17 @@ def main():
         out = soak(args[0], args[1], float(args[2]), float(args[3]), args[4], args[5], int(args[6]))
     elif verb == "fleet":
         out = fleet(args[0], int(args[1]), args[2], args[3:])
+    elif verb == "series":
+        for k, v in series(int(args[0]), int(args[1]), int(args[2])).items():
+            print(f"{k}: {v}")
+        return
+    elif verb == "ports":
+        print("\n".join(map(str, ports(int(args[0])))))
+        return
+    elif verb == "listed":
+        out = listed(args[0], int(args[1]), args[2:])
+    elif verb == "rss-sum":
+        out = {"VmRSS": sum(rss(int(p))["VmRSS"] for p in args)}
     elif verb == "tree-rss":
         out = tree_rss(int(args[0]))
     elif verb == "rss":
