@@ -92,6 +92,8 @@ api() {
         ${3:+--data "$3"} "$SIDECAR_URL$2"
 }
 
+export PYTHONDONTWRITEBYTECODE=1
+
 drive() {
     python3 "$BENCH_DIR/drive.py" "$@"
 }
