@@ -6,7 +6,8 @@
 #
 # Needs root for the reference (it runs in a chroot, ../shared/tools/reference-agent-server;
 # without it the reference columns say "not measured"), curl, python3 and wrk (apt).
-# Reuses bench/roundtrip.sh (the round-trip bench) and the masking bench (benches/mask.rs).
+# Reuses bench/roundtrip.sh (the round-trip bench) and the masking bench (benches/mask.rs);
+# COMPARE_SKIP_CARGO=1 leaves those two out (they compile the benches, which takes long).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -20,10 +21,13 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; els
 ms() { awk -v u="$1" 'BEGIN { printf "%.2f ms", u / 1000 }'; }
 
 # --- against the reference ----------------------------------------------------------------
-echo "round trip (bench/roundtrip.sh) ..." >&2
-roundtrip=$("$BENCH_DIR/roundtrip.sh" 2>"$WORK/roundtrip.err") || { cat "$WORK/roundtrip.err" >&2; exit 1; }
-echo "$roundtrip" >&2
-line=$(grep '^result bash ' <<<"$roundtrip" || true)
+line=
+if [ "${COMPARE_SKIP_CARGO:-0}" != 1 ]; then
+    echo "round trip (bench/roundtrip.sh) ..." >&2
+    roundtrip=$("$BENCH_DIR/roundtrip.sh" 2>"$WORK/roundtrip.err") || { cat "$WORK/roundtrip.err" >&2; exit 1; }
+    echo "$roundtrip" >&2
+    line=$(grep '^result bash ' <<<"$roundtrip" || true)
+fi
 if [ -n "$line" ]; then
     read -r _ _ _ o50 o99 _ b50 b99 _ r50 r99 <<<"$line"
     row "Round trip \`true\` p50, ours (3 secrets) / reference" "<= 0.35x ref, 1.3x bare" "$(ms "$o50") / $(ms "$r50") = $(ratio "$o50" "$r50")"
@@ -31,7 +35,7 @@ if [ -n "$line" ]; then
     row "Round trip p50 / bare spawn of bash (p50)" "<= 1.3x" "$(ms "$o50") / $(ms "$b50") = $(ratio "$o50" "$b50")"
     row "Round trip p99 / bare spawn of bash (p99)" "" "$(ms "$o99") / $(ms "$b99") = $(ratio "$o99" "$b99")"
 else
-    row "Round trip vs reference" "<= 0.35x" "not measured (no reference)"
+    row "Round trip vs reference" "<= 0.35x" "not measured (skipped, or no reference)"
 fi
 
 echo "start-up and idle RSS ..." >&2
@@ -95,9 +99,12 @@ row "Soak ${soak_seconds} s at ${soak_rate} commands/s: errors" "0" "$(json '["e
 row "Soak: RSS start -> end" "growth < 10 %" "$(mib "$(json '["rss_start_kib"]' <<<"$soak")") -> $(mib "$(json '["rss_end_kib"]' <<<"$soak")") ($(json '["rss_growth_pct"]' <<<"$soak") %)"
 stop_pid "$SIDECAR_PID"
 
-echo "masking (benches/mask.rs, one shot over 64 MiB, 1,000 secrets) ..." >&2
-mask=$(cd "$ROOT" && cargo bench -q --bench mask -- --warm-up-time 1 --measurement-time 5 'mask/one_shot_64MiB' 2>/dev/null)
-thrpt=$(awk '/thrpt:/ {print $(NF-3), $(NF-2); exit}' <<<"$mask")
+thrpt=
+if [ "${COMPARE_SKIP_CARGO:-0}" != 1 ]; then
+    echo "masking (benches/mask.rs, one shot over 64 MiB, 1,000 secrets) ..." >&2
+    mask=$(cd "$ROOT" && cargo bench -q --bench mask -- --warm-up-time 1 --measurement-time 5 'mask/one_shot_64MiB' 2>/dev/null)
+    thrpt=$(awk '/thrpt:/ {print $(NF-3), $(NF-2); exit}' <<<"$mask")
+fi
 row "Masking throughput (1,000 secrets, one shot)" ">= 1 GB/s" "${thrpt:-not measured}"
 
 echo
