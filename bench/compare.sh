@@ -17,7 +17,7 @@ ref=$ROOT/../shared/tools/reference-agent-server
 build_release
 rows=()
 row() { rows+=("$(printf '| %-58s | %-22s | %-34s |' "$1" "$2" "$3")"); }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2fx", a / b; else print "-" }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3gx", a / b; else print "-" }'; }
 ms() { awk -v u="$1" 'BEGIN { printf "%.2f ms", u / 1000 }'; }
 
 # --- against the reference ----------------------------------------------------------------
