@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ref=../shared/tools/reference-agent-server
 port=$(( 30000 + RANDOM % 20000 ))
-key=ref-bench-key
+key="ref-bench-key"
 if [ -x "$ref" ]; then
   "$ref" setup >/dev/null
   "$ref" start "$port" "$key" >/dev/null

@@ -17,7 +17,7 @@ for _ in $(seq "$n"); do
   end=$(date +%s%N)
   ready+=($(( (end - start) / 1000 )))
   curl -sf "http://127.0.0.1:$port/health" >/dev/null
-  rss+=($(awk '/VmRSS/ {print $2}' "/proc/$pid/status"))
+  rss+=("$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")")
   kill -TERM "$pid"; wait "$pid" || true
 done
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }

@@ -95,6 +95,16 @@ fn main() {
                         time_requests(&client, &format!("{url}/api/bash/execute_bash_command"), &key, &json!({"command": "true"})).await;
                     println!("  reference execute_bash_command `true`:        p50 {:?}  p99 {:?}", reference.p50, reference.p99);
                     println!("  ratio to the reference (p50): {:.2}x (target <= 0.35x)", ours.p50.as_secs_f64() / reference.p50.as_secs_f64());
+                    // One line for bench/compare.sh: shell, then p50 and p99 in microseconds.
+                    println!(
+                        "result {shell} ours {} {} bare {} {} reference {} {}",
+                        ours.p50.as_micros(),
+                        ours.p99.as_micros(),
+                        bare.p50.as_micros(),
+                        bare.p99.as_micros(),
+                        reference.p50.as_micros(),
+                        reference.p99.as_micros()
+                    );
                 }
                 _ => println!("  reference: not measured (set REF_URL and REF_KEY; bench/roundtrip.sh does)"),
             }

@@ -14,9 +14,11 @@ use std::ffi::OsStr;
 use std::os::unix::process::ExitStatusExt;
 use std::path::Path;
 use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
 
 use tokio::process::{Child, ChildStderr, ChildStdout, Command};
 
+use super::image::ExecImage;
 use super::{CommandUser, ExecError};
 
 /// A spawned command: the shell, its pipes, and the guard over its process group.
@@ -33,6 +35,9 @@ pub(super) struct Spawned {
 
 /// Starts `shell -c command` in `cwd` with exactly `env`, stdin closed, stdout and stderr
 /// piped, in a new process group whose id is the child's pid; as `user` when given.
+///
+/// The environment strings are built into an [`ExecImage`] and handed to `execve` from the
+/// `pre_exec` hook, so `Command` never holds a copy; the image is wiped before this returns.
 pub(super) fn spawn(
     shell: &Path,
     command: &str,
@@ -40,25 +45,40 @@ pub(super) fn spawn(
     env: &BTreeMap<&OsStr, &OsStr>,
     user: Option<&CommandUser>,
 ) -> Result<Spawned, ExecError> {
+    let image = Arc::new(
+        ExecImage::new(shell.as_os_str(), command, env.iter().map(|(n, v)| (*n, *v)))
+            .map_err(ExecError::Spawn)?,
+    );
     let mut cmd = Command::new(shell);
     if let Some(user) = user {
-        // Switching ids happens in the child between fork and exec, so this is the one setup
-        // that cannot use posix_spawn. std clears supplementary groups when root does this.
+        // Switching ids happens in the child between fork and exec. std clears supplementary
+        // groups when root does this.
         cmd.uid(user.uid).gid(user.gid);
     }
-    let mut child = cmd
+    let in_child = Arc::clone(&image);
+    // SAFETY: the hook runs in the forked child after std's own setup (pipes, process group,
+    // ids, cwd, signal mask) and only calls `execve` on pointers computed before the fork.
+    // `Command`'s own argv (the same) and empty environment are never reached on success.
+    unsafe {
+        cmd.pre_exec(move || Err(in_child.exec()));
+    }
+    let spawned = cmd
         .arg("-c")
         .arg(command)
         .env_clear()
-        .envs(env)
         .current_dir(cwd)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
         .kill_on_drop(true)
-        .spawn()
-        .map_err(ExecError::Spawn)?;
+        .spawn();
+    // The hook (and its reference to the image) goes with the Command; the last reference,
+    // dropped here, wipes the strings whether or not the spawn worked.
+    drop(cmd);
+    debug_assert_eq!(Arc::strong_count(&image), 1, "the image outlived the spawn");
+    drop(image);
+    let mut child = spawned.map_err(ExecError::Spawn)?;
     // Arm the guard before anything else can fail, so every path below kills the group.
     let pgid = child.id().and_then(|id| i32::try_from(id).ok()).unwrap_or(0);
     let guard = GroupGuard { pgid, armed: pgid > 0 };

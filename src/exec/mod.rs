@@ -16,6 +16,7 @@
 mod capture;
 mod child;
 mod env;
+mod image;
 mod shell;
 mod size;
 mod supervise;

@@ -427,3 +427,57 @@ async fn slow_sink_receives_everything_in_order() {
     assert_eq!(stderr, "done\n");
     assert!(chunks > 1);
 }
+
+// --- no copy of the environment left behind -------------------------------------------------------
+
+/// Whether a `NAME=value` environment string for `name_tail` and `value` is anywhere in this
+/// process's writable memory (heap, anonymous mappings, thread stacks). The pair is searched
+/// for piece by piece, so the search itself never builds the string it looks for.
+fn env_string_in_own_memory(name_tail: &[u8], value: &[u8]) -> bool {
+    use std::os::unix::fs::FileExt;
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("maps");
+    let mem = std::fs::File::open("/proc/self/mem").expect("mem");
+    let mut buf = Vec::new();
+    for line in maps.lines() {
+        let mut fields = line.split_ascii_whitespace();
+        let (Some(range), Some(perms)) = (fields.next(), fields.next()) else { continue };
+        if !perms.starts_with("rw") {
+            continue;
+        }
+        let Some((start, end)) = range.split_once('-') else { continue };
+        let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) else {
+            continue;
+        };
+        let Ok(len) = usize::try_from(end - start) else { continue };
+        if len > 1 << 30 {
+            continue;
+        }
+        buf.clear();
+        buf.resize(len, 0);
+        let Ok(n) = mem.read_at(&mut buf, start) else { continue };
+        let region = &buf[..n];
+        let prefix = name_tail.len() + 1;
+        let found = region.windows(value.len()).enumerate().any(|(i, w)| {
+            w == value && i >= prefix && region[i - 1] == b'=' && &region[i - prefix..i - 1] == name_tail
+        });
+        if found {
+            return true;
+        }
+    }
+    false
+}
+
+#[tokio::test]
+async fn exported_env_strings_are_wiped_after_spawn() {
+    // Long and unusual sizes: a freed allocator chunk keeps most of its bytes and is not
+    // reused at once, so on a spawn that leaves its strings behind they are still there.
+    let name = format!("ZEROIZE_PROBE_{}_TAIL_OF_A_LONG_NAME", std::process::id());
+    let value: String = (0..12).map(|_| format!("{:032x}", rand::random::<u128>())).collect();
+    let mut r = req("test \"${#ZEROIZE_PROBE_VALUE}\" -gt 0 && printf %s \"$ZEROIZE_PROBE_VALUE\" | wc -c");
+    r.command = r.command.replace("ZEROIZE_PROBE_VALUE", &name);
+    r.secrets = vec![(name.clone(), SecretValue::from_bytes(value.clone().into_bytes()).expect("value"))];
+    let o = run(&executor(), r).await;
+    assert_eq!((o.exit_code, o.stdout.trim()), (0, value.len().to_string().as_str()), "{o:?}");
+    let tail = &name.as_bytes()[name.len() - 16..];
+    assert!(!env_string_in_own_memory(tail, value.as_bytes()), "a NAME=value copy is left in memory");
+}

@@ -4,8 +4,7 @@
 //! and those files are what a sandbox image has. Numeric ids need no lookup. Pure parsing over
 //! the files' text, so it is tested without touching the system.
 //!
-//! Not here: switching ids (the spawn does, in the child, which is why only this setup pays
-//! for `fork` instead of `posix_spawn`).
+//! Not here: switching ids (the spawn does, in the child between `fork` and `exec`).
 
 use std::path::PathBuf;
 

@@ -33,23 +33,30 @@ pub(crate) async fn run(
     shutdown: CancellationToken,
 ) {
     loop {
-        let wait = match discover_once(&cfg, &registry, &resolver).await {
+        let ok = match discover_once(&cfg, &registry, &resolver).await {
             Ok(count) => {
                 tracing::info!(count, "discovered secrets");
                 metrics.run(RunResult::Ok);
-                jitter(cfg.interval)
+                true
             }
             Err(e) => {
                 tracing::warn!("secret discovery failed: {e}");
                 metrics.run(RunResult::Error);
-                jitter(cfg.interval.min(RETRY_AFTER_FAILURE))
+                false
             }
         };
+        let wait = next_wait(ok, cfg.interval);
         tokio::select! {
             () = shutdown.cancelled() => return,
             () = tokio::time::sleep(wait) => {}
         }
     }
+}
+
+/// How long to wait before the next run: the interval (at most [`RETRY_AFTER_FAILURE`] after
+/// a failure), jittered ±10 % so sandboxes started together do not list in step.
+fn next_wait(ok: bool, interval: Duration) -> Duration {
+    jitter(if ok { interval } else { interval.min(RETRY_AFTER_FAILURE) })
 }
 
 /// One discovery run; returns how many entries are now discovered.
@@ -96,4 +103,21 @@ pub async fn discover_once(
     let gone = registry.set_discovered(found);
     resolver.forget(&gone).await;
     Ok(count)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn next_runs_are_jittered_so_a_fleet_drifts_apart() {
+        let interval = Duration::from_secs(300);
+        let waits: Vec<Duration> = (0..200).map(|_| next_wait(true, interval)).collect();
+        let (low, high) = (waits.iter().min().unwrap(), waits.iter().max().unwrap());
+        assert!(*low >= Duration::from_secs(270) && *high <= Duration::from_secs(330), "{low:?}..{high:?}");
+        assert!(*high - *low > Duration::from_secs(30), "jittered, not in step: {low:?}..{high:?}");
+        let retries: Vec<Duration> = (0..200).map(|_| next_wait(false, interval)).collect();
+        assert!(retries.iter().all(|w| *w >= Duration::from_secs(27) && *w <= Duration::from_secs(33)));
+        assert!(retries.iter().any(|w| *w != retries[0]), "retries jittered too");
+    }
 }
