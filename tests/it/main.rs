@@ -10,6 +10,7 @@ mod canary;
 mod cli;
 mod commands;
 mod discipline;
+mod egress_proxy;
 mod env_limits;
 mod fetch;
 mod health;

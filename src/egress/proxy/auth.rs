@@ -29,10 +29,13 @@ pub fn token(header_value: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
     Some(Zeroizing::new(decoded[colon + 1..].to_vec()))
 }
 
-/// The grants of the live credential a request presents, if any.
-pub(crate) fn grants_of(headers: &HeaderMap, grants: &Grants) -> Option<Arc<[Grant]>> {
+/// The token and grants of the live credential a request presents, if any. The token is kept
+/// by an intercepted tunnel, which checks it is still live before each request.
+pub(crate) fn credential(headers: &HeaderMap, grants: &Grants) -> Option<(Zeroizing<Vec<u8>>, Arc<[Grant]>)> {
     let value = headers.get(PROXY_AUTHORIZATION)?;
-    grants.lookup(&token(value.as_bytes())?)
+    let token = token(value.as_bytes())?;
+    let live = grants.lookup(&token)?;
+    Some((token, live))
 }
 
 #[cfg(test)]

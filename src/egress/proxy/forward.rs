@@ -13,6 +13,7 @@ use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Method, Request, Response, StatusCode, Uri, Version};
 use hyper::body::{Body, Incoming};
 use tokio::sync::OwnedSemaphorePermit;
+use zeroize::Zeroizing;
 
 use super::body::{Filtered, ProxyBody, boxed};
 use super::reflect::Reflector;
@@ -25,6 +26,9 @@ use crate::egress::grant::Grant;
 /// One intercepted tunnel: its authority, the presenting command's grants, and what is
 /// derived from them once per tunnel.
 pub(super) struct Tunnel {
+    /// The credential the tunnel was opened with: it must still be live for each request, so
+    /// a daemon that outlives its command cannot keep spending through an open tunnel.
+    token: Zeroizing<Vec<u8>>,
     host: String,
     port: u16,
     grants: Arc<[Grant]>,
@@ -35,13 +39,19 @@ pub(super) struct Tunnel {
 }
 
 impl Tunnel {
-    pub(super) fn new(host: String, port: u16, grants: Arc<[Grant]>, shared: &Shared) -> Self {
+    pub(super) fn new(
+        token: Zeroizing<Vec<u8>>,
+        host: String,
+        port: u16,
+        grants: Arc<[Grant]>,
+        shared: &Shared,
+    ) -> Self {
         let bound =
             grants.iter().enumerate().filter(|(_, g)| g.binding.covers(&host)).map(|(i, _)| i).collect();
         // Every value the command could have spent is swapped back, not only this host's.
         let reflector = Reflector::new(&grants);
         let auditor = Auditor::new(&host, Arc::clone(&shared.stats));
-        Self { host, port, grants, bound, reflector, auditor }
+        Self { token, host, port, grants, bound, reflector, auditor }
     }
 
     fn authority(&self) -> String {
@@ -59,12 +69,12 @@ pub(super) async fn outer(
     shared: Arc<Shared>,
     permit: Arc<OwnedSemaphorePermit>,
 ) -> Result<Response<ProxyBody>, Infallible> {
-    let Some(grants) = auth::grants_of(req.headers(), &shared.grants) else {
+    let Some((token, grants)) = auth::credential(req.headers(), &shared.grants) else {
         shared.stats.auth_failures.inc();
         return Ok(respond::proxy_auth_required());
     };
     if req.method() == Method::CONNECT {
-        return Ok(tunnel::connect(req, grants, shared, permit).await);
+        return Ok(tunnel::connect(req, token, grants, shared, permit).await);
     }
     Ok(plain(req, grants, &shared).await)
 }
@@ -105,6 +115,10 @@ pub(super) async fn intercepted(
     tunnel: Arc<Tunnel>,
     shared: Arc<Shared>,
 ) -> Result<Response<ProxyBody>, Infallible> {
+    if shared.grants.lookup(&tunnel.token).is_none() {
+        shared.stats.auth_failures.inc();
+        return Ok(respond::proxy_auth_required());
+    }
     if req.method() == Method::CONNECT {
         return Ok(respond::status(StatusCode::METHOD_NOT_ALLOWED, "CONNECT inside a tunnel"));
     }

@@ -27,6 +27,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_rustls::TlsAcceptor;
+use zeroize::Zeroizing;
 
 use super::body::ProxyBody;
 use super::forward::{self, Tunnel};
@@ -76,6 +77,7 @@ pub(super) fn target(authority: &Authority) -> (String, u16) {
 /// Answers a `CONNECT` from a command holding `grants`.
 pub(super) async fn connect(
     req: Request<Incoming>,
+    token: Zeroizing<Vec<u8>>,
     grants: Arc<[Grant]>,
     shared: Arc<Shared>,
     permit: Arc<OwnedSemaphorePermit>,
@@ -105,7 +107,7 @@ pub(super) async fn connect(
     tokio::spawn(async move {
         let _permit = permit;
         if let Ok(upgraded) = hyper::upgrade::on(req).await {
-            intercept_or_pass(TokioIo::new(upgraded), host, port, grants, shared).await;
+            intercept_or_pass(TokioIo::new(upgraded), token, host, port, grants, shared).await;
         }
     });
     Response::new(super::body::full(Bytes::new()))
@@ -125,6 +127,7 @@ async fn blind(mut client: TokioIo<Upgraded>, prefix: Bytes, mut upstream: TcpSt
 
 async fn intercept_or_pass(
     mut client: TokioIo<Upgraded>,
+    token: Zeroizing<Vec<u8>>,
     host: String,
     port: u16,
     grants: Arc<[Grant]>,
@@ -175,7 +178,7 @@ async fn intercept_or_pass(
         Err(_) => return,
     };
     shared.stats.intercepted.inc();
-    let tunnel = Arc::new(Tunnel::new(host, port, grants, &shared));
+    let tunnel = Arc::new(Tunnel::new(token, host, port, grants, &shared));
     let service = {
         let shared = Arc::clone(&shared);
         service_fn(move |req| forward::intercepted(req, Arc::clone(&tunnel), Arc::clone(&shared)))
