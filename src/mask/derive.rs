@@ -65,6 +65,9 @@ pub fn derive_patterns(value: &[u8], min_len: usize) -> Vec<Zeroizing<Vec<u8>>> 
     out.list
 }
 
+/// An encoding of one value and the same encoding of another.
+pub type EncodingPair = (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>);
+
 /// Pairs of (encoding of `value`, the same encoding of `replacement`), for swapping one value
 /// for another of the same length wherever it shows up encoded: the value itself and each
 /// base64, percent and JSON form [`derive_patterns`] knows (JSON only when both are UTF-8).
@@ -72,10 +75,7 @@ pub fn derive_patterns(value: &[u8], min_len: usize) -> Vec<Zeroizing<Vec<u8>>> 
 ///
 /// Each pattern appears once (the first pairing wins). Values of different lengths, or longer
 /// than [`MAX_ENCODED_VALUE_LEN`], get only the raw pair.
-pub fn derive_encoding_pairs(
-    value: &[u8],
-    replacement: &[u8],
-) -> Vec<(Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>)> {
+pub fn derive_encoding_pairs(value: &[u8], replacement: &[u8]) -> Vec<EncodingPair> {
     let raw = || vec![(Zeroizing::new(value.to_vec()), Zeroizing::new(replacement.to_vec()))];
     if value.is_empty() || value.len() != replacement.len() || value.len() > MAX_ENCODED_VALUE_LEN {
         return raw();
@@ -97,7 +97,7 @@ pub fn derive_encoding_pairs(
     if from.len() != to.len() {
         return raw();
     }
-    let mut pairs: Vec<(Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>)> = Vec::with_capacity(from.len());
+    let mut pairs: Vec<EncodingPair> = Vec::with_capacity(from.len());
     for (a, b) in from.into_iter().zip(to) {
         if !pairs.iter().any(|(p, _)| p.as_slice() == a.as_slice()) {
             pairs.push((a, b));

@@ -12,6 +12,9 @@ use zeroize::Zeroizing;
 
 use crate::egress::grant::{Credential, Grant, Grants};
 
+/// A presented credential token.
+pub(crate) type Token = Zeroizing<Vec<u8>>;
+
 /// The token of a `Proxy-Authorization` value, if it is Basic credentials for the user
 /// [`Credential::USER`].
 #[doc(hidden)]
@@ -31,7 +34,7 @@ pub fn token(header_value: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
 
 /// The token and grants of the live credential a request presents, if any. The token is kept
 /// by an intercepted tunnel, which checks it is still live before each request.
-pub(crate) fn credential(headers: &HeaderMap, grants: &Grants) -> Option<(Zeroizing<Vec<u8>>, Arc<[Grant]>)> {
+pub(crate) fn credential(headers: &HeaderMap, grants: &Grants) -> Option<(Token, Arc<[Grant]>)> {
     let value = headers.get(PROXY_AUTHORIZATION)?;
     let token = token(value.as_bytes())?;
     let live = grants.lookup(&token)?;
