@@ -153,6 +153,16 @@ impl ReflectStream {
 
 impl ChunkFilter for ReflectStream {
     fn push(&mut self, chunk: Bytes) -> Bytes {
+        // The usual case: nothing held and no encoding in the chunk. Its decided part goes out
+        // without a copy; only the suffix that could begin an encoding is kept.
+        if self.held.is_empty() {
+            let keep = self.reflector.suffix_depth(&chunk);
+            let decided = chunk.len() - keep;
+            if !self.reflector.find.is_match(&chunk[..]) {
+                self.held.extend_from_slice(&chunk[decided..]);
+                return chunk.slice(..decided);
+            }
+        }
         Bytes::from(self.process(&chunk, false))
     }
 

@@ -433,6 +433,25 @@ mod tests {
         assert_eq!(places, ["path", "query", "header authorization"]);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_heads_never_panic(raw in proptest::collection::vec(proptest::num::u8::ANY, 0..200), text in ".{0,200}") {
+            let g = one();
+            let _ = authorization(&raw, &[&g]);
+            let mut basic = b"Basic ".to_vec();
+            basic.extend_from_slice(STANDARD.encode(&raw).as_bytes());
+            let _ = authorization(&basic, &[&g]);
+            let _ = query(&text, &[&g]);
+            let mut h = HeaderMap::new();
+            if let Ok(v) = HeaderValue::from_bytes(&raw) {
+                h.insert(header::AUTHORIZATION, v.clone());
+                h.insert("x-api-key", v);
+            }
+            let _ = headers(&mut h, &[&g]);
+            let _ = sightings(&text, &h, std::slice::from_ref(&g));
+        }
+    }
+
     #[test]
     fn hostile_input_does_not_panic() {
         let g = one();

@@ -373,3 +373,84 @@ print(data.split(b"\r\n")[0].decode())
     let _ = std::fs::remove_file(&ca_file);
     let _ = std::fs::remove_file(&leaf_file);
 }
+
+/// Opens a tunnel with a live credential and returns the stream after the 200.
+fn open_tunnel(port: u16, token: &str, target: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let auth = STANDARD.encode(format!("cmd:{token}"));
+    write!(
+        stream,
+        "CONNECT {target} HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: Basic {auth}\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "proxy closed the connection");
+        head.push(byte[0]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&head));
+    stream
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bound_host_tunnel_without_tls_is_blind() {
+    let up = FakeUpstream::plain().await;
+    let proxy = Proxy::start(Vec::new()).await;
+    let cred = proxy.issue();
+    let (port, token, target) =
+        (proxy.port, cred.token().expose_secret().to_owned(), format!("{BOUND}:{}", up.port));
+    let answer = tokio::task::spawn_blocking(move || {
+        let mut stream = open_tunnel(port, &token, &target);
+        write!(stream, "GET /echo HTTP/1.1\r\nHost: {target}\r\nAuthorization: Bearer {HOLDER}\r\nConnection: close\r\n\r\n")
+            .unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        answer
+    })
+    .await
+    .unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert_eq!(up.seen()[0].headers[AUTHORIZATION], format!("Bearer {HOLDER}").as_str());
+    assert_eq!(proxy.stats.blind_tunnels.get(), 1);
+    assert_eq!(proxy.stats.intercepted.get(), 0);
+    assert_eq!(proxy.stats.substitutions.get(), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_heads_are_bounded() {
+    let proxy = Proxy::start(Vec::new()).await;
+    let port = proxy.port;
+    let statuses = tokio::task::spawn_blocking(move || {
+        let send = |bytes: &[u8]| {
+            let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+            stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+            let _ = stream.write_all(bytes);
+            let mut answer = String::new();
+            let _ = stream.read_to_string(&mut answer);
+            answer.split_whitespace().nth(1).map(str::to_owned).unwrap_or_default()
+        };
+        let huge = format!(
+            "GET http://{BOUND}/ HTTP/1.1\r\nHost: {BOUND}\r\nX-Big: {}\r\n\r\n",
+            "a".repeat(200 * 1024)
+        );
+        [
+            send(huge.as_bytes()),
+            send(b"\x16\x03\x01\x00\xff garbage\r\n\r\n"),
+            send(b"CONNECT\r\n\r\n"),
+            send(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+        ]
+    })
+    .await
+    .unwrap();
+    assert_eq!(statuses[0], "431", "oversized head");
+    assert_eq!(statuses[1], "400", "not HTTP");
+    assert_eq!(statuses[2], "400", "malformed CONNECT");
+    assert_eq!(statuses[3], "407", "origin-form without credential");
+    // Still serving.
+    let cred = proxy.issue();
+    let token = format!("Basic {}", STANDARD.encode(format!("cmd:{}", cred.token().expose_secret())));
+    let code = tokio::task::spawn_blocking(move || raw_connect(port, Some(token))).await.unwrap();
+    assert_eq!(code, 200);
+}
