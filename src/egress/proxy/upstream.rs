@@ -41,16 +41,22 @@ const MAX_PROXY_HEAD: usize = 8 * 1024;
 /// Why an upstream connection could not be made. Names hosts and ports only.
 #[derive(Debug, thiserror::Error)]
 pub enum ConnectError {
+    /// The name did not resolve.
     #[error("cannot resolve {host}: {cause}")]
     Resolve { host: String, cause: String },
+    /// No address accepted the connection.
     #[error("cannot connect to {host}:{port}: {source}")]
     Connect { host: String, port: u16, source: io::Error },
+    /// The certificate did not verify for the host, or the handshake failed.
     #[error("TLS with {host} failed: {cause}")]
     Tls { host: String, cause: String },
+    /// The upstream proxy refused or botched the `CONNECT`.
     #[error("upstream proxy did not open a tunnel to {host}:{port}: {cause}")]
     UpstreamProxy { host: String, port: u16, cause: String },
+    /// Connecting (TCP, upstream proxy, TLS) took longer than the connect timeout.
     #[error("connecting to {host}:{port} timed out after {after:?}")]
     Timeout { host: String, port: u16, after: Duration },
+    /// The target or the configuration cannot be used (scheme, host, roots).
     #[error("unsupported upstream target {0}")]
     Target(String),
 }
