@@ -6,6 +6,10 @@
 const ALLOWED: &[(&str, &str)] = &[
     ("src/auth.rs", "hashing accepted keys for constant-time comparison; writing the generated key file"),
     ("src/config/env.rs", "tests of the keys read from the environment"),
+    ("src/egress/grant.rs", "hashing a new proxy credential's token to look it up later"),
+    ("src/egress/proxy/reflect.rs", "compiling value -> placeholder swaps for answers from bound hosts"),
+    ("src/egress/proxy/scan.rs", "looking for placeholders (not values) in request bodies"),
+    ("src/egress/proxy/substitute.rs", "writing a value into the request places its binding names"),
     ("src/exec/env.rs", "building the child's environment and scrubbing variables that contain a key"),
     ("src/run/mod.rs", "adding a command's values to the mask set; refusing values too short to mask"),
     ("src/secrets/resolver.rs", "masking fetched values; handing the secret list's body to discovery"),
