@@ -40,7 +40,7 @@ mod tally;
 #[cfg(test)]
 mod tests;
 
-pub use derive::{MAX_ENCODED_VALUE_LEN, derive_patterns, is_maskable};
+pub use derive::{EncodingPair, MAX_ENCODED_VALUE_LEN, derive_encoding_pairs, derive_patterns, is_maskable};
 pub use matcher::Masker;
 pub use set::{MaskSet, MaskStats, Staged};
 pub use stream::StreamMasker;

@@ -108,6 +108,9 @@ pub async fn serve(
     };
     tokio::spawn(drain);
     let deadlines = Deadlines { header: state.http.header_timeout, idle: state.http.idle_timeout };
+    if let Some(egress) = &state.egress {
+        egress.spawn(state.grants().clone(), token.clone());
+    }
     state.set_ready(true);
     let connections = TaskTracker::new();
     let served = async {
@@ -187,10 +190,7 @@ pub async fn start(config: Config) -> Result<(), StartError> {
     if !config.listen.is_local() && *keys.origin() != KeyOrigin::Configured {
         return Err(StartError::ExposedWithoutKey(describe(&config.listen)));
     }
-    // Wired when the proxy lands: make the egress CA here, pass its PEM to
-    // `AppState::with_egress_ca` (the commands' CA bundle) and start `proxy::serve` on
-    // `config.egress.listen` with `state.grants()` and `config.egress`.
-    let state = AppState::with_egress_ca(&config, keys, None)?;
+    let state = AppState::new(&config, keys)?;
     // Install the handlers before saying "listening", so a signal sent right after that
     // line is a graceful stop, not the default disposition.
     let shutdown = shutdown_signal();

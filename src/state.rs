@@ -14,8 +14,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::auth::ApiKeys;
 use crate::bash::EventStore;
+use crate::config::EgressConfig;
 use crate::config::{Config, HttpConfig, ListenAddr};
 use crate::egress::grant::Grants;
+use crate::egress::runtime::Runtime as EgressRuntime;
 use crate::exec::Executor;
 use crate::mask::MaskSet;
 use crate::metrics::{MaskedTotals, Metrics, Observed, SecretCounts};
@@ -37,6 +39,8 @@ pub enum StateError {
     Mask(#[from] crate::mask::MaskError),
     #[error(transparent)]
     EgressBundle(#[from] crate::egress::bundle::BundleError),
+    #[error(transparent)]
+    Egress(#[from] crate::egress::runtime::RuntimeError),
     #[error(transparent)]
     StateFile(#[from] crate::persist::LoadError),
 }
@@ -69,29 +73,23 @@ pub struct AppState {
     pub(crate) shutdown: CancellationToken,
     /// What `/metrics` shows; each component counts in its own part.
     pub(crate) metrics: Metrics,
+    /// Egress mode's CA, proxy socket and counters, when it is on.
+    pub(crate) egress: Option<Arc<EgressRuntime>>,
 }
 
 impl AppState {
     /// Builds every component from its part of `config`; `keys` were loaded by the caller
     /// (loading can generate a key file, which is start-up's business, not the state's).
     pub fn new(config: &Config, keys: ApiKeys) -> Result<Self, StateError> {
-        Self::with_egress_ca(config, keys, None)
-    }
-
-    /// As [`AppState::new`], with the egress CA's certificate (PEM) for the CA bundle commands
-    /// that hold placeholders trust; the bundle is written now, when egress mode is on.
-    pub fn with_egress_ca(
-        config: &Config,
-        keys: ApiKeys,
-        egress_ca_pem: Option<&str>,
-    ) -> Result<Self, StateError> {
-        let egress_cfg = &config.egress;
-        if egress_cfg.enabled {
-            let bundle = &egress_cfg.ca_bundle;
+        let mut egress_cfg = config.egress.clone();
+        let runtime = if egress_cfg.enabled { egress_runtime(&egress_cfg)? } else { None };
+        if let Some(runtime) = &runtime {
+            // Commands are given the address really bound (a configured port 0 works).
+            egress_cfg.listen = runtime.addr();
             let written = crate::egress::bundle::write_bundle(
-                bundle,
+                &egress_cfg.ca_bundle,
                 egress_cfg.inherited_bundle.as_deref(),
-                egress_ca_pem,
+                Some(runtime.ca_pem()),
             );
             match written {
                 // Bindings configured at start: egress mode is clearly wanted, so this is fatal.
@@ -104,13 +102,19 @@ impl AppState {
                 Ok(()) => {}
             }
         }
+        let egress_cfg = &egress_cfg;
         let egress = Arc::new(Egress::new(egress_cfg, Grants::new()));
         let lookup = &config.lookup;
         let fetcher = Fetcher::new(lookup.fetch.clone())?;
         let session_key = Arc::new(SessionKey::new(lookup.session_key.clone()));
         let masks = Arc::new(MaskSet::new(config.mask_min_length));
         let registry = Arc::new(Registry::new(config.registry));
-        let metrics = Metrics::new(observed(&registry, &masks));
+        let stats = runtime.as_ref().map(|r| r.stats().clone());
+        let metrics = Metrics::with(observed(&registry, &masks), |registry| {
+            if let Some(stats) = &stats {
+                stats.register(registry);
+            }
+        });
         let resolver = Resolver::with_metrics(
             fetcher,
             lookup.cache.clone(),
@@ -173,6 +177,7 @@ impl AppState {
             ready: Arc::new(AtomicBool::new(false)),
             shutdown: CancellationToken::new(),
             metrics,
+            egress: runtime.map(Arc::new),
         })
     }
 
@@ -199,6 +204,16 @@ impl AppState {
     /// The global mask set (tests check what it hides).
     pub fn masks(&self) -> &Arc<MaskSet> {
         &self.masks
+    }
+
+    /// The egress proxy's address, when egress mode is on and its socket is bound.
+    pub fn egress_proxy_addr(&self) -> Option<std::net::SocketAddr> {
+        self.egress.as_ref().map(|e| e.addr())
+    }
+
+    /// The egress CA's certificate (PEM), when egress mode is on.
+    pub fn egress_ca_pem(&self) -> Option<&str> {
+        self.egress.as_ref().map(|e| e.ca_pem())
     }
 
     /// The live egress credentials (the proxy looks tokens up here; tests count them).
@@ -234,5 +249,20 @@ fn observed(registry: &Arc<Registry>, masks: &Arc<MaskSet>) -> Observed {
             let totals = masks.output_totals();
             MaskedTotals { bytes: totals.bytes, replacements: totals.replacements }
         }),
+    }
+}
+
+/// Egress mode's CA and proxy socket. A socket that cannot be bound stops the start when
+/// bindings are configured (egress mode is clearly wanted); otherwise the service starts
+/// without the proxy and says so, and commands that hold placeholders cannot reach bound
+/// hosts (they fail closed: the value is never given to them).
+fn egress_runtime(cfg: &EgressConfig) -> Result<Option<EgressRuntime>, StateError> {
+    match EgressRuntime::start(cfg) {
+        Ok(runtime) => Ok(Some(runtime)),
+        Err(e) if cfg.bindings.is_empty() => {
+            tracing::warn!("egress proxy not started: {e}");
+            Ok(None)
+        }
+        Err(e) => Err(e.into()),
     }
 }

@@ -9,6 +9,7 @@
 //!   name from the flags.
 //! - [`placeholder`]: what a command sees instead of a bound value.
 //! - [`proxy`]: the HTTP/1.1 forward proxy itself.
+//! - [`runtime`]: what egress mode makes at start (CA, proxy socket, counters).
 
 pub mod binding;
 pub mod bundle;
@@ -19,3 +20,4 @@ pub mod named;
 pub mod parse;
 pub mod placeholder;
 pub mod proxy;
+pub mod runtime;

@@ -38,7 +38,7 @@ pub fn derive_patterns(value: &[u8], min_len: usize) -> Vec<Zeroizing<Vec<u8>>> 
     if !is_maskable(value, min_len) {
         return Vec::new();
     }
-    let mut out = Patterns { min_len: min_len.max(1), list: Vec::new() };
+    let mut out = Patterns { min_len: min_len.max(1), dedup: true, list: Vec::new() };
     out.add(value);
     let trimmed = trim_line_ends(value);
     out.add(trimmed);
@@ -65,14 +65,58 @@ pub fn derive_patterns(value: &[u8], min_len: usize) -> Vec<Zeroizing<Vec<u8>>> 
     out.list
 }
 
+/// An encoding of one value and the same encoding of another.
+pub type EncodingPair = (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>);
+
+/// Pairs of (encoding of `value`, the same encoding of `replacement`), for swapping one value
+/// for another of the same length wherever it shows up encoded: the value itself and each
+/// base64, percent and JSON form [`derive_patterns`] knows (JSON only when both are UTF-8).
+/// Lines and trimmed forms are not paired, since the two values need not share line structure.
+///
+/// Each pattern appears once (the first pairing wins). Values of different lengths, or longer
+/// than [`MAX_ENCODED_VALUE_LEN`], get only the raw pair.
+pub fn derive_encoding_pairs(value: &[u8], replacement: &[u8]) -> Vec<EncodingPair> {
+    let raw = || vec![(Zeroizing::new(value.to_vec()), Zeroizing::new(replacement.to_vec()))];
+    if value.is_empty() || value.len() != replacement.len() || value.len() > MAX_ENCODED_VALUE_LEN {
+        return raw();
+    }
+    let json = std::str::from_utf8(value).is_ok() && std::str::from_utf8(replacement).is_ok();
+    // Without deduplication both lists hold the same encodings in the same order, so their
+    // entries correspond position by position.
+    let encode_all = |v: &[u8]| {
+        let mut out = Patterns { min_len: 1, dedup: false, list: Vec::new() };
+        out.add(v);
+        add_base64(&mut out, v);
+        add_percent(&mut out, v);
+        if let (true, Ok(text)) = (json, std::str::from_utf8(v)) {
+            add_json(&mut out, text);
+        }
+        out.list
+    };
+    let (from, to) = (encode_all(value), encode_all(replacement));
+    if from.len() != to.len() {
+        return raw();
+    }
+    let mut pairs: Vec<EncodingPair> = Vec::with_capacity(from.len());
+    for (a, b) in from.into_iter().zip(to) {
+        if !pairs.iter().any(|(p, _)| p.as_slice() == a.as_slice()) {
+            pairs.push((a, b));
+        }
+    }
+    pairs
+}
+
 struct Patterns {
     min_len: usize,
+    /// Off only for [`derive_encoding_pairs`], which needs every encoding in a fixed order.
+    dedup: bool,
     list: Vec<Zeroizing<Vec<u8>>>,
 }
 
 impl Patterns {
     fn add(&mut self, pattern: &[u8]) {
-        if pattern.len() >= self.min_len && !self.list.iter().any(|p| p.as_slice() == pattern) {
+        if pattern.len() >= self.min_len && !(self.dedup && self.list.iter().any(|p| p.as_slice() == pattern))
+        {
             self.list.push(Zeroizing::new(pattern.to_vec()));
         }
     }
@@ -383,6 +427,36 @@ mod tests {
             assert!(p.len() >= 3);
         }
         assert!(derived(b"", 0).is_empty());
+    }
+
+    #[test]
+    fn encoding_pairs_correspond() {
+        let value = b"ghp_real/value+with~odd chars";
+        let holder = b"ghp_PLACEHOLDERxxxxxxxxxxxxxx";
+        let pairs = derive_encoding_pairs(value, holder);
+        let has_pair = |a: &[u8], b: &[u8]| pairs.iter().any(|(p, r)| p.as_slice() == a && r.as_slice() == b);
+        assert!(has_pair(value, holder));
+        assert!(has_pair(STANDARD.encode(value).as_bytes(), STANDARD.encode(holder).as_bytes()));
+        assert!(has_pair(
+            URL_SAFE_NO_PAD.encode(value).as_bytes(),
+            URL_SAFE_NO_PAD.encode(holder).as_bytes()
+        ));
+        assert!(has_pair(b"ghp_real%2Fvalue%2Bwith~odd%20chars", holder));
+        assert!(has_pair(b"ghp_real\\/value+with~odd chars", holder));
+        // Inside a longer base64 blob, the value's characters map to the placeholder's.
+        let mut blob = b"x".to_vec();
+        blob.extend_from_slice(value);
+        let enc = STANDARD.encode(&blob);
+        assert!(pairs.iter().any(|(p, r)| p.len() > 20
+            && enc.contains(std::str::from_utf8(p).unwrap())
+            && r.len() == p.len()));
+        // Every pattern once.
+        let mut seen: Vec<&[u8]> = pairs.iter().map(|(p, _)| p.as_slice()).collect();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), pairs.len());
+        // Different lengths: only the raw pair.
+        assert_eq!(derive_encoding_pairs(b"abcdefgh", b"abc").len(), 1);
     }
 
     #[test]

@@ -48,9 +48,12 @@ pub(crate) struct Metrics {
 }
 
 impl Metrics {
-    /// A registry with every family at zero, and `observed` read at each scrape.
-    pub(crate) fn new(observed: Observed) -> Self {
+    /// A registry with every family at zero, `observed` read at each scrape, and the further
+    /// families `extra` registers (counters a component keeps itself, such as the egress
+    /// proxy's).
+    pub(crate) fn with(observed: Observed, extra: impl FnOnce(&mut Registry)) -> Self {
         let mut registry = Registry::with_prefix(PREFIX);
+        extra(&mut registry);
         let http = HttpMetrics::register(&mut registry);
         let lookups = LookupMetrics::register(&mut registry);
         let commands = CommandMetrics::register(&mut registry);
@@ -80,10 +83,13 @@ mod tests {
     use super::*;
 
     fn metrics() -> Metrics {
-        Metrics::new(Observed {
-            secrets: Box::new(|| SecretCounts { sandbox: 3, conversations: 4 }),
-            masked: Box::new(|| MaskedTotals { bytes: 1000, replacements: 7 }),
-        })
+        Metrics::with(
+            Observed {
+                secrets: Box::new(|| SecretCounts { sandbox: 3, conversations: 4 }),
+                masked: Box::new(|| MaskedTotals { bytes: 1000, replacements: 7 }),
+            },
+            |_| {},
+        )
     }
 
     /// The value of the sample line that starts with `series ` (name and labels).

@@ -39,9 +39,17 @@ use crate::secrets::value::{SecretName, SecretValue};
 
 /// The variables that send a command's traffic through the proxy.
 const PROXY_VARS: &[&str] = &["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"];
-/// The variables that point a command's TLS clients at the bundle.
-const CA_VARS: &[&str] =
-    &["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS"];
+/// The variables that point a command's TLS clients at the bundle. npm ignores
+/// `NODE_EXTRA_CA_CERTS` when a `cafile` is configured (Debian's npm sets one globally);
+/// `npm_config_cafile` wins over every npmrc.
+const CA_VARS: &[&str] = &[
+    "SSL_CERT_FILE",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "NODE_EXTRA_CA_CERTS",
+    "npm_config_cafile",
+];
 /// Never sent through the proxy.
 const LOOPBACK: &str = "localhost,127.0.0.1,::1";
 /// Most bound-value digests remembered (a flood of rotations cannot grow memory forever).

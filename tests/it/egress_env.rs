@@ -22,7 +22,6 @@ use crate::common::{KEY, TestApp, json_of};
 
 /// A GitHub-classic-shaped value (36 base62 characters after `ghp_`).
 const GH_VALUE: &str = "ghp_R3alT0kenValue0123456789abcdefGHIJ";
-const CA_PEM: &str = "-----BEGIN CERTIFICATE-----\nTESTEGRESSCA\n-----END CERTIFICATE-----\n";
 const HIDDEN: &str = "<secret-hidden>";
 
 /// A fresh directory for this test's CA bundle.
@@ -41,6 +40,9 @@ async fn spawn(args: &[&str], env: &[(&str, &str)]) -> TestApp {
 /// [`spawn`], with placeholders derived from `placeholder_key` (as a state key provides).
 async fn spawn_keyed(args: &[&str], env: &[(&str, &str)], placeholder_key: Option<[u8; 32]>) -> TestApp {
     let mut argv = vec!["secret-sidecar", "--listen", "127.0.0.1:0"];
+    if !args.contains(&"--egress-listen") {
+        argv.extend(["--egress-listen", "127.0.0.1:0"]);
+    }
     argv.extend_from_slice(args);
     let args = ServeArgs::parse_from(argv).expect("test flags parse");
     let path = std::env::var("PATH").unwrap_or_default();
@@ -51,7 +53,7 @@ async fn spawn_keyed(args: &[&str], env: &[(&str, &str)], placeholder_key: Optio
     let keys = ApiKeys::load(&config.auth).expect("keys load");
     let listener = Listener::bind(&config.listen).await.expect("bind port 0");
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let state = AppState::with_egress_ca(&config, keys, Some(CA_PEM)).expect("state builds");
+    let state = AppState::new(&config, keys).expect("state builds");
     tokio::spawn(serve(listener, state.clone(), std::future::pending()));
     let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap();
     TestApp { base, state, client }
@@ -101,7 +103,8 @@ async fn a_bound_secret_is_its_placeholder_with_the_proxy_and_ca_variables() {
     assert_eq!(out["exported"], json!(["GITHUB_TOKEN"]), "{out}");
 
     let proxy = &env["HTTPS_PROXY"];
-    assert!(proxy.starts_with("http://cmd:") && proxy.ends_with("@127.0.0.1:8002"), "{proxy}");
+    let addr = app.state.egress_proxy_addr().expect("the proxy listens");
+    assert!(proxy.starts_with("http://cmd:") && proxy.ends_with(&format!("@{addr}")), "{proxy}");
     for var in ["HTTP_PROXY", "http_proxy", "https_proxy"] {
         assert_eq!(&env[var], proxy, "{var}");
     }
@@ -114,7 +117,9 @@ async fn a_bound_secret_is_its_placeholder_with_the_proxy_and_ca_variables() {
         assert_eq!(env[var], bundle.to_str().unwrap(), "{var}");
     }
     let text = std::fs::read_to_string(&bundle).unwrap();
-    assert!(text.starts_with("SYSTEM-BUNDLE\n") && text.contains(CA_PEM), "{text}");
+    let ca = app.state.egress_ca_pem().expect("a CA");
+    assert!(ca.starts_with("-----BEGIN CERTIFICATE-----"), "{ca}");
+    assert!(text.starts_with("SYSTEM-BUNDLE\n") && text.contains(ca), "{text}");
 
     // The same placeholder next time (per secret, not per command); the real value is still
     // masked wherever a command prints it some other way.

@@ -34,6 +34,8 @@ impl BinApp {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("SECRET_SIDECAR_LOG", "trace")
             .env("SECRET_SIDECAR_LOG_FORMAT", "json")
+            // Tests run side by side: each egress proxy on a port of its own.
+            .env("SECRET_SIDECAR_EGRESS_LISTEN", "127.0.0.1:0")
             .envs(env.iter().copied())
             .envs(raw.iter().cloned())
             .stdin(Stdio::null())

@@ -39,6 +39,10 @@ impl TestApp {
     /// Extra flags and environment (on top of `SESSION_API_KEY=KEY`).
     pub async fn spawn_with(args: &[&str], env: &[(&str, &str)]) -> Self {
         let mut argv = vec!["secret-sidecar", "--listen", "127.0.0.1:0"];
+        // Tests run side by side: each egress proxy on a port of its own.
+        if !args.contains(&"--egress-listen") {
+            argv.extend(["--egress-listen", "127.0.0.1:0"]);
+        }
         argv.extend_from_slice(args);
         let args = ServeArgs::parse_from(argv).expect("test flags parse");
         let path = std::env::var("PATH").unwrap_or_default();
