@@ -76,9 +76,6 @@ const UPPER_ALNUM: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ";
 const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
 const BASE64URL: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz-_";
 const BASE64: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/";
-/// Printable ASCII less quotes, backslash, `$` and backtick (which shells treat specially).
-const PRINTABLE: &[u8] =
-    b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz!#%&()*+,-./:;<=>?@[]^_{|}~";
 
 /// Makes placeholders. Holds only its key.
 pub struct Placeholders {
@@ -170,22 +167,21 @@ fn shape(value: &[u8]) -> (&'static str, Body) {
 fn uniform(body: &[u8]) -> Body {
     let core_len = body.len() - body.iter().rev().take_while(|&&b| b == b'=').count();
     let (core, padding) = (&body[..core_len], body.len() - core_len);
-    let class = class_of(core);
-    // Padding only where the rest fits base64's alphabet; elsewhere `=` is an ordinary
-    // character.
-    if padding > 0 && class == PRINTABLE {
-        return Body::Uniform { class: class_of(body), len: body.len(), padding: 0 };
+    match class_of(core) {
+        Some(class) => Body::Uniform { class, len: core_len, padding },
+        // Any other text: letters and digits, which no shell, URL or header treats
+        // specially (punctuation such as `;`, `:` or `@` would break the places a
+        // placeholder is pasted into). `=` is then an ordinary character.
+        None => Body::Uniform { class: BASE62, len: body.len(), padding: 0 },
     }
-    Body::Uniform { class, len: core_len, padding }
 }
 
-/// The smallest alphabet class that covers `bytes`.
-fn class_of(bytes: &[u8]) -> &'static [u8] {
+/// The smallest alphabet class that covers `bytes`, if one does.
+fn class_of(bytes: &[u8]) -> Option<&'static [u8]> {
     let all = |set: &[u8]| bytes.iter().all(|b| set.contains(b));
     [DIGITS, HEX_LOWER, HEX_UPPER, LOWER_ALNUM, UPPER_ALNUM, BASE62, BASE64URL, BASE64]
         .into_iter()
         .find(|set| all(set))
-        .unwrap_or(PRINTABLE)
 }
 
 /// Runs of alphanumerics, each with its own class, between punctuation kept in place.
@@ -197,7 +193,7 @@ fn runs(body: &[u8]) -> Vec<Run> {
             _ => (piece, None),
         };
         if !run.is_empty() {
-            out.push(Run::Random(class_of(run), run.len()));
+            out.push(Run::Random(class_of(run).unwrap_or(BASE62), run.len()));
         }
         if let Some(sep) = sep {
             out.push(Run::Fixed(char::from(sep)));
@@ -333,6 +329,17 @@ mod tests {
         assert!(hex.bytes().all(|b| HEX_LOWER.contains(&b)), "{hex}");
         let b64 = p.make("sandbox/X", cases[8].as_bytes());
         assert!(b64.ends_with('=') && !b64[..b64.len() - 1].contains('='), "{b64}");
+    }
+
+    #[test]
+    fn values_with_punctuation_get_letters_and_digits_only() {
+        for v in [&b"ghp_with;shell|chars&and:url@bits/x"[..], b"pass.word!with(parens)=", b"a b\tc'd\"e$f`g"]
+        {
+            let p = fixed(3).make("sandbox/P", v);
+            assert_eq!(p.len(), v.len());
+            let body = p.strip_prefix("ghp_").unwrap_or(&p);
+            assert!(body.bytes().all(|b| b.is_ascii_alphanumeric()), "{p}");
+        }
     }
 
     #[test]
