@@ -303,7 +303,13 @@ mod tests {
         assert_eq!(parse_host(&long, 0), Err(BindingError::NotHost(0)));
         assert!(parse_host(&format!("{}.example.com", "a".repeat(63)), 0).is_ok());
         // IDNA would drop these and bind `api.example.com` under a name that shows otherwise.
-        for bad in ["api\u{200b}.example.com", "api.exa\u{200d}mple.com", "\u{feff}api.example.com", "api.example.com\u{202e}", "*.ex\u{ad}ample.com"] {
+        for bad in [
+            "api\u{200b}.example.com",
+            "api.exa\u{200d}mple.com",
+            "\u{feff}api.example.com",
+            "api.example.com\u{202e}",
+            "*.ex\u{ad}ample.com",
+        ] {
             assert_eq!(parse_host(bad, 1), Err(BindingError::NotHost(1)), "{bad:?}");
         }
     }

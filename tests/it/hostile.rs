@@ -861,10 +861,7 @@ fn bad_egress_hosts() -> Vec<(String, Value)> {
             json!({"egress_hosts": ["api.example.com"], "egress_query": value}),
         ));
     }
-    rows.push((
-        "egress_headers without egress_hosts".into(),
-        json!({"egress_headers": ["X-Api-Key"]}),
-    ));
+    rows.push(("egress_headers without egress_hosts".into(), json!({"egress_headers": ["X-Api-Key"]})));
     rows.push(("egress_query without egress_hosts".into(), json!({"egress_query": ["key"]})));
     // 12 bytes: under the 16 a bound value needs; still a marker the answer must not echo.
     for short in ["hostile-mark", "hostile-mark-3b"] {
@@ -888,7 +885,8 @@ async fn bad_egress_hosts_are_422() {
         for path in ["/api/secrets".to_owned(), conv("/secrets")] {
             // Beside a valid secret: the whole update is refused, not just the bad entry.
             let body = json!({"secrets": {"NEW": entry.clone(), "NEW_OK": format!("{MARK}-ok")}});
-            let case = Case::json(format!("{what} at {path}"), "POST", &path, serde_json::to_vec(&body).unwrap());
+            let case =
+                Case::json(format!("{what} at {path}"), "POST", &path, serde_json::to_vec(&body).unwrap());
             cases.push(case.expect(422));
         }
     }

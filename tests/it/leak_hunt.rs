@@ -32,8 +32,10 @@ const HOST: &str = "api.leak.example";
 /// Every form of `marker` that must not appear: the encodings the masker derives (raw,
 /// base64 at every alignment, percent, JSON escapes) and lower and upper hex.
 fn forms(marker: &str) -> Vec<Vec<u8>> {
-    let mut out: Vec<Vec<u8>> =
-        secret_sidecar::mask::derive_patterns(marker.as_bytes(), 12).into_iter().map(|p| p.to_vec()).collect();
+    let mut out: Vec<Vec<u8>> = secret_sidecar::mask::derive_patterns(marker.as_bytes(), 12)
+        .into_iter()
+        .map(|p| p.to_vec())
+        .collect();
     let hex: String = marker.bytes().map(|b| format!("{b:02x}")).collect();
     out.push(hex.clone().into_bytes());
     out.push(hex.to_uppercase().into_bytes());
@@ -42,9 +44,7 @@ fn forms(marker: &str) -> Vec<Vec<u8>> {
 
 /// The first marker (in any form) found in `bytes`.
 fn leaked(bytes: &[u8]) -> Option<&'static str> {
-    MARKERS
-        .into_iter()
-        .find(|m| forms(m).iter().any(|f| bytes.windows(f.len()).any(|w| w == f.as_slice())))
+    MARKERS.into_iter().find(|m| forms(m).iter().any(|f| bytes.windows(f.len()).any(|w| w == f.as_slice())))
 }
 
 struct Hunt {
@@ -135,8 +135,9 @@ async fn no_marker_in_logs_bodies_metrics_openapi_state_file_or_foreign_env() {
     .to_vec();
     let argv: Vec<&str> = args.iter().map(String::as_str).collect();
     let home = dir.0.display().to_string();
-    let app = BinApp::spawn(&argv, &[("SESSION_API_KEY", API_KEY), ("OH_SECRET_KEY", STATE_KEY), ("HOME", &home)])
-        .unwrap_or_else(|logs| panic!("does not start: {logs}"));
+    let app =
+        BinApp::spawn(&argv, &[("SESSION_API_KEY", API_KEY), ("OH_SECRET_KEY", STATE_KEY), ("HOME", &home)])
+            .unwrap_or_else(|logs| panic!("does not start: {logs}"));
     let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(120)).build().unwrap();
     let mut h = Hunt { app, client, bodies: Vec::new() };
     let conv = format!("/api/conversations/{CONV}");
@@ -199,16 +200,23 @@ async fn no_marker_in_logs_bodies_metrics_openapi_state_file_or_foreign_env() {
     // The bound value through the egress proxy: sent upstream, reflected back as the
     // placeholder, never seen by the command.
     let url = format!("https://{HOST}:{}/echo?key=$BOUND", upstream.port);
-    let cmd = format!(r#"curl -sS --fail "{url}" -H "Authorization: Bearer $BOUND"; printf 'env:%s\n' "$BOUND""#);
-    let out = h.ok(Method::POST, "/api/commands", json!({"command": cmd, "secrets": ["BOUND"], "timeout": 60})).await;
+    let cmd =
+        format!(r#"curl -sS --fail "{url}" -H "Authorization: Bearer $BOUND"; printf 'env:%s\n' "$BOUND""#);
+    let out = h
+        .ok(Method::POST, "/api/commands", json!({"command": cmd, "secrets": ["BOUND"], "timeout": 60}))
+        .await;
     assert_eq!(out["exit_code"], 0, "{out}");
     let printed = out["stdout"].as_str().unwrap();
     let placeholder = printed.lines().find_map(|l| l.strip_prefix("env:")).unwrap().to_owned();
     assert_eq!(placeholder.len(), BOUND.len(), "{printed}");
-    assert!(printed.contains(&format!("authorization: Bearer {placeholder}")), "the echo reflected: {printed}");
+    assert!(
+        printed.contains(&format!("authorization: Bearer {placeholder}")),
+        "the echo reflected: {printed}"
+    );
     let seen = upstream.seen();
     assert!(
-        seen.iter().any(|s| s.headers.get("authorization").is_some_and(|v| v == format!("Bearer {BOUND}").as_str())),
+        seen.iter()
+            .any(|s| s.headers.get("authorization").is_some_and(|v| v == format!("Bearer {BOUND}").as_str())),
         "the value reached the bound host"
     );
 
@@ -218,7 +226,8 @@ async fn no_marker_in_logs_bodies_metrics_openapi_state_file_or_foreign_env() {
     h.ok(Method::POST, &format!("{conv}/mask"), json!({"text": CONV_STATIC})).await;
     let bash = format!("echo {STATIC}; {printing}");
     h.ok(Method::POST, "/api/bash/execute_bash_command", json!({"command": bash, "timeout": 30})).await;
-    let started = h.ok(Method::POST, "/api/bash/start_bash_command", json!({"command": bash, "timeout": 30})).await;
+    let started =
+        h.ok(Method::POST, "/api/bash/start_bash_command", json!({"command": bash, "timeout": 30})).await;
     h.call(Method::GET, "/api/bash/bash_events/search", Some(API_KEY), None).await;
     if let Some(id) = started["id"].as_str() {
         h.call(Method::GET, &format!("/api/bash/bash_events/{id}"), Some(API_KEY), None).await;
@@ -244,9 +253,20 @@ async fn no_marker_in_logs_bodies_metrics_openapi_state_file_or_foreign_env() {
     h.raw("/api/secrets", &format!(r#"{{"secrets": {{"A": "{STATIC}"#)).await;
     h.raw("/api/mask", &format!(r#"{{"text": 1, "x": "{STATIC}"}}"#)).await;
     h.raw("/api/commands", &format!(r#"{{"command": "true", "timeout": "{STATIC}"}}"#)).await;
-    h.call(Method::POST, "/api/commands", Some(API_KEY), Some(json!({"command": "true", "secrets": ["MISSING"]}))).await;
-    h.call(Method::POST, "/api/commands", Some(API_KEY), Some(json!({"command": "true", "cwd": format!("/{STATIC}")})))
-        .await;
+    h.call(
+        Method::POST,
+        "/api/commands",
+        Some(API_KEY),
+        Some(json!({"command": "true", "secrets": ["MISSING"]})),
+    )
+    .await;
+    h.call(
+        Method::POST,
+        "/api/commands",
+        Some(API_KEY),
+        Some(json!({"command": "true", "cwd": format!("/{STATIC}")})),
+    )
+    .await;
     for key in [None, Some(STATIC), Some(SESSION), Some(STATE_KEY)] {
         h.call(Method::GET, "/api/secrets", key, None).await;
     }

@@ -64,7 +64,10 @@ impl Faulty {
         ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
         let ca = ca_params.self_signed(&ca_key).unwrap();
         let leaf_key = KeyPair::generate().unwrap();
-        let leaf = CertificateParams::new(vec![BOUND.to_owned()]).unwrap().signed_by(&leaf_key, &ca, &ca_key).unwrap();
+        let leaf = CertificateParams::new(vec![BOUND.to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca, &ca_key)
+            .unwrap();
         let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let mut config = ServerConfig::builder_with_provider(provider)
@@ -221,7 +224,10 @@ async fn a_reset_mid_body_cuts_the_answer() {
     let (status, _, body, _) = fetch(&proxy, up.port).await;
     assert_eq!(status, 200);
     assert!(body.is_err(), "a truncated body must not look complete: {}", text(&body));
-    assert!(up.heads.lock().unwrap()[0].contains(&format!("Bearer {VALUE}")), "the bound request was substituted");
+    assert!(
+        up.heads.lock().unwrap()[0].contains(&format!("Bearer {VALUE}")),
+        "the bound request was substituted"
+    );
     assert_no_value("logs", logs.text().as_bytes());
 }
 
