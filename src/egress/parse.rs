@@ -92,10 +92,9 @@ pub fn parse_host(raw: &str, index: usize) -> Result<HostPattern, BindingError> 
     if rest.parse::<std::net::IpAddr>().is_ok() {
         return Err(BindingError::IpLiteral(index));
     }
-    if rest
-        .chars()
-        .any(|c| matches!(c, ':' | '/' | '?' | '#' | '@' | '\\') || c.is_whitespace() || c.is_control())
-    {
+    if rest.chars().any(|c| {
+        matches!(c, ':' | '/' | '?' | '#' | '@' | '\\') || c.is_whitespace() || c.is_control() || invisible(c)
+    }) {
         return Err(BindingError::NotHost(index));
     }
     // The URL host parser does what a client does with the name: IDNA to ASCII, lower case,
@@ -105,7 +104,7 @@ pub fn parse_host(raw: &str, index: usize) -> Result<HostPattern, BindingError> 
         Ok(Host::Ipv4(_) | Host::Ipv6(_)) => return Err(BindingError::IpLiteral(index)),
         Err(_) => return Err(BindingError::NotHost(index)),
     };
-    if name.split('.').any(str::is_empty) || name.len() > 253 {
+    if name.split('.').any(|label| label.is_empty() || label.len() > 63) || name.len() > 253 {
         return Err(BindingError::NotHost(index));
     }
     if !wildcard {
@@ -118,6 +117,30 @@ pub fn parse_host(raw: &str, index: usize) -> Result<HostPattern, BindingError> 
         return Err(BindingError::PublicSuffix(index));
     }
     Ok(HostPattern::Below(name))
+}
+
+/// Default-ignorable code points (zero-width and joiner characters, bidi controls, variation
+/// selectors, soft hyphen, tags): IDNA drops them silently, so a name that shows one host
+/// would bind another. Refused rather than mapped.
+fn invisible(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x034F
+            | 0x061C
+            | 0x115F..=0x1160
+            | 0x17B4..=0x17B5
+            | 0x180B..=0x180F
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x206F
+            | 0x3164
+            | 0xFE00..=0xFE0F
+            | 0xFEFF
+            | 0xFFA0
+            | 0x1BCA0..=0x1BCA3
+            | 0xE0000..=0xE0FFF
+    )
 }
 
 /// One extra header name; `Ok(None)` for `Authorization`, which is always a place.
@@ -271,6 +294,23 @@ mod tests {
         }
         for bad in ["https://api.github.com", "api.github.com/x", "a..b", "u@host.com", "a b.com"] {
             assert_eq!(parse_host(bad, 0), Err(BindingError::NotHost(0)), "{bad}");
+        }
+    }
+
+    #[test]
+    fn over_long_labels_and_invisible_characters_are_refused() {
+        let long = format!("{}.example.com", "a".repeat(64));
+        assert_eq!(parse_host(&long, 0), Err(BindingError::NotHost(0)));
+        assert!(parse_host(&format!("{}.example.com", "a".repeat(63)), 0).is_ok());
+        // IDNA would drop these and bind `api.example.com` under a name that shows otherwise.
+        for bad in [
+            "api\u{200b}.example.com",
+            "api.exa\u{200d}mple.com",
+            "\u{feff}api.example.com",
+            "api.example.com\u{202e}",
+            "*.ex\u{ad}ample.com",
+        ] {
+            assert_eq!(parse_host(bad, 1), Err(BindingError::NotHost(1)), "{bad:?}");
         }
     }
 

@@ -749,21 +749,148 @@ async fn every_route_with_every_wrong_method_is_405() {
     run(&app, cases, 100).await;
 }
 
-/// Bad `egress_hosts` bindings (contract §8), one `(what, egress_hosts value)` a row. The
-/// field is not parsed yet, so the table is empty; rows are added with the field.
-fn bad_egress_hosts() -> Vec<(&'static str, Value)> {
-    Vec::new()
+/// Bad egress bindings (contract §8), one `(what, fields)` a row: `fields` are merged into a
+/// static descriptor whose value is the marker (a row may replace the value too). Hosts that
+/// are addresses, public suffixes, wildcards anywhere but a leading `*.`, ports, paths,
+/// non-strings, confusables; forbidden or invalid header names; bad query names; a value too
+/// short to bind.
+fn bad_egress_hosts() -> Vec<(String, Value)> {
+    let mut rows: Vec<(String, Value)> = Vec::new();
+    let hosts = [
+        ("IPv4 literal", json!(["127.0.0.1"])),
+        ("IPv4 literal with a trailing dot", json!(["10.0.0.1."])),
+        ("short IPv4 form", json!(["127.1"])),
+        ("decimal IPv4 form", json!(["2130706433"])),
+        ("hex IPv4 form", json!(["0x7f.0.0.1"])),
+        ("octal IPv4 form", json!(["0177.0.0.1"])),
+        ("IPv6 literal", json!(["::1"])),
+        ("bracketed IPv6", json!(["[::1]"])),
+        ("bracketed IPv6 with a port", json!(["[::1]:443"])),
+        ("IPv4-mapped IPv6", json!(["::ffff:127.0.0.1"])),
+        ("wildcard over .com", json!(["*.com"])),
+        ("wildcard over .co.uk", json!(["*.co.uk"])),
+        ("wildcard over github.io", json!(["*.github.io"])),
+        ("wildcard over an unknown TLD", json!(["*.internal"])),
+        ("bare star", json!(["*"])),
+        ("star dot", json!(["*."])),
+        ("double wildcard", json!(["*.*.example.com"])),
+        ("inner wildcard", json!(["api.*.example.com"])),
+        ("partial-label wildcard", json!(["api*.example.com"])),
+        ("trailing wildcard", json!(["example.*"])),
+        ("host with a port", json!(["api.example.com:443"])),
+        ("host with a path", json!(["api.example.com/v1"])),
+        ("URL", json!(["https://api.example.com"])),
+        ("userinfo", json!([format!("{MARK}@api.example.com")])),
+        ("query", json!(["api.example.com?x=1"])),
+        ("fragment", json!(["api.example.com#x"])),
+        ("backslash", json!(["api.example.com\\evil"])),
+        ("space", json!(["api example.com"])),
+        ("empty name", json!([""])),
+        ("empty label", json!(["api..example.com"])),
+        ("leading dot", json!([".example.com"])),
+        ("empty list", json!([])),
+        ("a string, not a list", json!("api.example.com")),
+        ("a number", json!(7)),
+        ("an object", json!({"host": "api.example.com"})),
+        ("null entry", json!([null])),
+        ("number entry", json!([443])),
+        ("nested list", json!([["api.example.com"]])),
+        ("the marker as a host list entry", json!([MARK, 1])),
+        ("NUL in a name", json!(["api.example.com\u{0}.evil.com"])),
+        ("newline in a name", json!(["api.example.com\nHost: evil"])),
+        ("CR LF in a name", json!(["api.example.com\r\nX: y"])),
+        ("tab in a name", json!(["api\texample.com"])),
+        ("over 253 bytes", json!([format!("{}.example.com", "a.".repeat(130))])),
+        ("a label over 63 bytes", json!([format!("{}.example.com", "a".repeat(64))])),
+        ("huge list", json!((0..10_000).map(|i| format!("h{i}.example.com")).collect::<Vec<_>>())),
+        ("65 hosts", json!((0..65).map(|i| format!("h{i}.example.com")).collect::<Vec<_>>())),
+        ("one huge entry", json!(["a".repeat(100_000)])),
+        ("fullwidth dot confusable over .com", json!(["*\u{ff0e}com"])),
+        ("fullwidth digits IPv4", json!(["\u{ff11}\u{ff12}\u{ff17}.0.0.1"])),
+        ("ideographic full stop wildcard over .com", json!(["*.\u{3002}com"])),
+        ("right-to-left override", json!(["api.example.com\u{202e}"])),
+        ("zero-width space", json!(["api\u{200b}.example.com"])),
+        ("soft hyphen only label", json!(["\u{00ad}.example.com"])),
+    ];
+    for (what, value) in hosts {
+        rows.push((format!("egress_hosts: {what}"), json!({"egress_hosts": value})));
+    }
+    let headers = [
+        ("Host", json!(["Host"])),
+        ("Content-Length", json!(["Content-Length"])),
+        ("Transfer-Encoding", json!(["transfer-encoding"])),
+        ("Connection", json!(["Connection"])),
+        ("Upgrade", json!(["Upgrade"])),
+        ("Cookie", json!(["Cookie"])),
+        ("Proxy-Authorization", json!(["Proxy-Authorization"])),
+        ("X-Forwarded-For", json!(["X-Forwarded-For"])),
+        ("invalid token (space)", json!(["X Api Key"])),
+        ("invalid token (colon)", json!(["X-Api-Key:"])),
+        ("CR LF injection", json!(["X-Api-Key\r\nHost: evil"])),
+        ("NUL", json!(["X-Api\u{0}Key"])),
+        ("empty", json!([""])),
+        ("non-ASCII", json!(["X-Ápi-Key"])),
+        ("not a list", json!("X-Api-Key")),
+        ("non-string entry", json!([1])),
+        ("17 names", json!((0..17).map(|i| format!("X-H{i}")).collect::<Vec<_>>())),
+    ];
+    for (what, value) in headers {
+        rows.push((
+            format!("egress_headers: {what}"),
+            json!({"egress_hosts": ["api.example.com"], "egress_headers": value}),
+        ));
+    }
+    let query = [
+        ("empty", json!([""])),
+        ("ampersand", json!(["a&b"])),
+        ("equals", json!(["a=b"])),
+        ("hash", json!(["a#b"])),
+        ("percent", json!(["a%20b"])),
+        ("plus", json!(["a+b"])),
+        ("space", json!(["a b"])),
+        ("NUL", json!(["a\u{0}b"])),
+        ("non-ASCII", json!(["clé"])),
+        ("over 128 bytes", json!(["k".repeat(129)])),
+        ("not a list", json!("key")),
+        ("non-string entry", json!([{"k": MARK}])),
+        ("17 names", json!((0..17).map(|i| format!("k{i}")).collect::<Vec<_>>())),
+    ];
+    for (what, value) in query {
+        rows.push((
+            format!("egress_query: {what}"),
+            json!({"egress_hosts": ["api.example.com"], "egress_query": value}),
+        ));
+    }
+    rows.push(("egress_headers without egress_hosts".into(), json!({"egress_headers": ["X-Api-Key"]})));
+    rows.push(("egress_query without egress_hosts".into(), json!({"egress_query": ["key"]})));
+    // 12 bytes: under the 16 a bound value needs; still a marker the answer must not echo.
+    for short in ["hostile-mark", "hostile-mark-3b"] {
+        rows.push((
+            format!("a {}-byte bound value", short.len()),
+            json!({"value": short, "egress_hosts": ["api.example.com"]}),
+        ));
+    }
+    rows
 }
 
 #[tokio::test]
 async fn bad_egress_hosts_are_422() {
     let app = app().await;
     let mut cases = Vec::new();
-    for (what, hosts) in bad_egress_hosts() {
-        let body = json!({"secrets": {"NEW": {"value": MARK, "egress_hosts": hosts}}});
-        cases.push(Case::json(what, "POST", "/api/secrets", serde_json::to_vec(&body).unwrap()).expect(422));
+    for (what, fields) in bad_egress_hosts() {
+        let mut entry = json!({"value": MARK});
+        for (k, v) in fields.as_object().unwrap() {
+            entry[k] = v.clone();
+        }
+        for path in ["/api/secrets".to_owned(), conv("/secrets")] {
+            // Beside a valid secret: the whole update is refused, not just the bad entry.
+            let body = json!({"secrets": {"NEW": entry.clone(), "NEW_OK": format!("{MARK}-ok")}});
+            let case =
+                Case::json(format!("{what} at {path}"), "POST", &path, serde_json::to_vec(&body).unwrap());
+            cases.push(case.expect(422));
+        }
     }
-    run(&app, cases, 0).await;
+    run(&app, cases, 150).await;
 }
 
 #[tokio::test]

@@ -18,6 +18,7 @@ mod faults;
 mod fetch;
 mod health;
 mod hostile;
+mod leak_hunt;
 mod lookup_process;
 mod masking;
 mod memory;

@@ -7,6 +7,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::header::{self, HeaderName};
 use http::uri::{Authority, PathAndQuery, Scheme};
@@ -16,6 +17,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use zeroize::Zeroizing;
 
 use super::body::{Filtered, ProxyBody, boxed};
+use super::idle::IdleBody;
 use super::reflect::Reflector;
 use super::scan::{Auditor, PlaceholderScanner};
 use super::substitute::{self, Sighting};
@@ -100,13 +102,13 @@ async fn plain(req: Request<Incoming>, grants: Arc<[Grant]>, shared: &Shared) ->
     report(&auditor, substitute::sightings(pq, &parts.headers, &grants));
     parts.version = Version::HTTP_11;
     let body = audited(body, &grants, &auditor);
-    let response = match shared.client.request(Request::from_parts(parts, body)).await {
+    let response = match answer(Request::from_parts(parts, body), &host, shared).await {
         Ok(r) => r,
-        Err(error) => return upstream_failed(&error, shared),
+        Err(failed) => return failed,
     };
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
-    Response::from_parts(parts, boxed(body))
+    Response::from_parts(parts, boxed(IdleBody::new(body, shared.config.upstream_idle_timeout)))
 }
 
 /// A request inside an intercepted tunnel.
@@ -160,23 +162,28 @@ pub(super) async fn intercepted(
     };
     parts.version = Version::HTTP_11;
     let body = audited(body, &tunnel.grants, &tunnel.auditor);
-    let response = match shared.client.request(Request::from_parts(parts, body)).await {
+    let response = match answer(Request::from_parts(parts, body), &tunnel.host, &shared).await {
         Ok(r) => r,
-        Err(error) => return Ok(upstream_failed(&error, &shared)),
+        Err(failed) => return Ok(failed),
     };
-    Ok(reflected(response, &tunnel, head_request))
+    Ok(reflected(response, &tunnel, head_request, shared.config.upstream_idle_timeout))
 }
 
 /// An answer from a bound host, decoded if compressed, with every encoding of a value swapped
 /// for the placeholder's, in headers and body.
-fn reflected(response: Response<Incoming>, tunnel: &Tunnel, head_request: bool) -> Response<ProxyBody> {
+fn reflected(
+    response: Response<Incoming>,
+    tunnel: &Tunnel,
+    head_request: bool,
+    idle: Duration,
+) -> Response<ProxyBody> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     let no_body = head_request
         || parts.status.is_informational()
         || parts.status == StatusCode::NO_CONTENT
         || parts.status == StatusCode::NOT_MODIFIED;
-    let mut body = boxed(body);
+    let mut body = boxed(IdleBody::new(body, idle));
     if !no_body {
         body = match decode::decode(&mut parts.headers, body) {
             Ok(b) => b,
@@ -238,6 +245,24 @@ fn audited(body: Incoming, grants: &[Grant], auditor: &Auditor) -> ProxyBody {
 fn report(auditor: &Auditor, sightings: Vec<Sighting>) {
     for sighting in &sightings {
         auditor.report(sighting);
+    }
+}
+
+/// The upstream's answer head, or the response the client gets instead: 502 when it could not
+/// be reached or did not verify, 504 when it sent no head within the idle timeout.
+async fn answer(
+    req: Request<ProxyBody>,
+    host: &str,
+    shared: &Shared,
+) -> Result<Response<Incoming>, Response<ProxyBody>> {
+    let after = shared.config.upstream_idle_timeout;
+    match tokio::time::timeout(after, shared.client.request(req)).await {
+        Ok(Ok(r)) => Ok(r),
+        Ok(Err(error)) => Err(upstream_failed(&error, shared)),
+        Err(_) => {
+            tracing::warn!(%host, ?after, "upstream sent no answer in time");
+            Err(respond::status(StatusCode::GATEWAY_TIMEOUT, "upstream sent no answer in time"))
+        }
     }
 }
 

@@ -30,6 +30,7 @@ mod auth;
 mod body;
 mod decode;
 mod forward;
+mod idle;
 mod reflect;
 mod respond;
 mod scan;
@@ -84,6 +85,10 @@ pub struct ProxyConfig {
     pub connect_timeout: Duration,
     /// How long an idle upstream connection stays pooled.
     pub pool_idle_timeout: Duration,
+    /// Longest upstream silence: from the request to the answer head, and between body
+    /// frames. Past it the client gets 504 (no head yet) or a cut body. A slow but moving
+    /// body is not cut.
+    pub upstream_idle_timeout: Duration,
 }
 
 impl Default for ProxyConfig {
@@ -97,6 +102,7 @@ impl Default for ProxyConfig {
             client_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             pool_idle_timeout: Duration::from_secs(90),
+            upstream_idle_timeout: Duration::from_secs(120),
         }
     }
 }
@@ -116,6 +122,7 @@ impl fmt::Debug for ProxyConfig {
             .field("client_timeout", &self.client_timeout)
             .field("connect_timeout", &self.connect_timeout)
             .field("pool_idle_timeout", &self.pool_idle_timeout)
+            .field("upstream_idle_timeout", &self.upstream_idle_timeout)
             .finish()
     }
 }

@@ -41,11 +41,19 @@ impl Drop for Proxy {
 impl Proxy {
     /// Starts the proxy trusting `extra_roots` upstream; every test host resolves to loopback.
     pub async fn start(extra_roots: Vec<CertificateDer<'static>>) -> Self {
+        Self::start_with(extra_roots, |_| {}).await
+    }
+
+    /// [`Proxy::start`] with further configuration.
+    pub async fn start_with(
+        extra_roots: Vec<CertificateDer<'static>>,
+        tweak: impl FnOnce(&mut ProxyConfig),
+    ) -> Self {
         assert_eq!(VALUE.len(), HOLDER.len());
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let loopback = IpAddr::V4(Ipv4Addr::LOCALHOST);
-        let config = ProxyConfig {
+        let mut config = ProxyConfig {
             extra_roots,
             resolve: [BOUND, BAD, UNBOUND, "other.test.example"]
                 .iter()
@@ -53,6 +61,7 @@ impl Proxy {
                 .collect(),
             ..ProxyConfig::default()
         };
+        tweak(&mut config);
         config.validate().unwrap();
         let (grants, ca, stats) = (Grants::new(), Arc::new(Ca::new().unwrap()), Arc::new(EgressStats::new()));
         let shutdown = CancellationToken::new();

@@ -3,6 +3,7 @@
 //! per-command credentials. The upstreams are fakes with their own test CA, reached through
 //! resolve pins.
 
+mod faults;
 mod harness;
 pub mod upstream;
 
