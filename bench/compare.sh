@@ -6,8 +6,9 @@
 #
 # Needs root for the reference (it runs in a chroot, ../shared/tools/reference-agent-server;
 # without it the reference columns say "not measured"), curl, python3 and wrk (apt).
-# Reuses bench/roundtrip.sh (the round-trip bench) and the masking bench (benches/mask.rs);
-# COMPARE_SKIP_CARGO=1 leaves those two out (they compile the benches, which takes long).
+# Reuses bench/roundtrip.sh (the round-trip bench), the masking bench (benches/mask.rs) and the
+# egress bench (benches/egress.rs); COMPARE_SKIP_CARGO=1 leaves those three out (they compile
+# the benches, which takes long).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -106,6 +107,19 @@ if [ "${COMPARE_SKIP_CARGO:-0}" != 1 ]; then
     thrpt=$(awk '/thrpt:/ {print $(NF-3), $(NF-2); exit}' <<<"$mask")
 fi
 row "Masking throughput (1,000 secrets, one shot)" ">= 1 GB/s" "${thrpt:-not measured}"
+
+egress_added="not measured"; egress_thrpt="not measured"
+if [ "${COMPARE_SKIP_CARGO:-0}" != 1 ]; then
+    echo "egress proxy (benches/egress.rs) ..." >&2
+    egress=$(cd "$ROOT" && cargo bench -q --bench egress 2>/dev/null) || egress=
+    echo "$egress" >&2
+    # "added by substitution: p50 X ms (target <= 1 ms), p99 Y ms"
+    egress_added=$(awk '/added by substitution:/ {print "p50 " $5 " ms, p99 " $12 " ms"; exit}' <<<"$egress")
+    # "1 KiB answers: direct D req/s, substituting S req/s (Rx), blind B req/s (Rx)"
+    egress_thrpt=$(awk '/1 KiB answers:/ {gsub(/[(),]/, ""); print "substituting " $10 ", blind " $14 " (direct " $5 " req/s)"; exit}' <<<"$egress")
+fi
+row "Egress proxy: latency added over direct TLS (keep-alive)" "p50 <= 1 ms" "${egress_added:-not measured}"
+row "Egress proxy: throughput / direct HTTPS, 1 KiB answers" ">= 0.5x" "${egress_thrpt:-not measured}"
 
 echo
 echo "secret-sidecar vs reference, $(date -u +%Y-%m-%d), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"
