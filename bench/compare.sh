@@ -101,7 +101,7 @@ fi
 echo "soak ..." >&2
 # shellcheck disable=SC2016
 soak=$(drive soak "$SIDECAR_URL" "$KEY" "$soak_rate" "$soak_seconds" /api/commands '{"command": "echo \"$SECRET_A\""}' "$SIDECAR_PID")
-row "Soak ${soak_seconds} s at ${soak_rate} commands/s: errors" "0" "$(json '["errors"]' <<<"$soak") of $(json '["requests"]' <<<"$soak")"
+row "Soak ${soak_seconds} s at ${soak_rate} commands/s: errors" "0" "$(json '["errors"]' <<<"$soak") of $(json '["requests"]' <<<"$soak") $(json '["error_kinds"]' <<<"$soak")"
 row "Soak: RSS start -> end" "growth < 10 %" "$(mib "$(json '["rss_start_kib"]' <<<"$soak")") -> $(mib "$(json '["rss_end_kib"]' <<<"$soak")") ($(json '["rss_growth_pct"]' <<<"$soak") %)"
 stop_pid "$SIDECAR_PID"
 
