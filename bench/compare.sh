@@ -6,8 +6,9 @@
 #
 # Needs root for the reference (it runs in a chroot, ../shared/tools/reference-agent-server;
 # without it the reference columns say "not measured"), curl, python3 and wrk (apt).
-# Reuses bench/roundtrip.sh (the round-trip bench) and the masking bench (benches/mask.rs);
-# COMPARE_SKIP_CARGO=1 leaves those two out (they compile the benches, which takes long).
+# Reuses bench/roundtrip.sh (the round-trip bench), the masking bench (benches/mask.rs) and the
+# egress bench (benches/egress.rs); COMPARE_SKIP_CARGO=1 leaves those three out (they compile
+# the benches, which takes long).
 set -euo pipefail
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -29,11 +30,16 @@ if [ "${COMPARE_SKIP_CARGO:-0}" != 1 ]; then
     line=$(grep '^result bash ' <<<"$roundtrip" || true)
 fi
 if [ -n "$line" ]; then
-    read -r _ _ _ o50 o99 _ b50 b99 _ r50 r99 <<<"$line"
-    row "Round trip \`true\` p50, ours (3 secrets) / reference" "<= 0.35x ref, 1.3x bare" "$(ms "$o50") / $(ms "$r50") = $(ratio "$o50" "$r50")"
-    row "Round trip \`true\` p99, ours / reference" "" "$(ms "$o99") / $(ms "$r99") = $(ratio "$o99" "$r99")"
+    read -r _ _ _ o50 o99 _ b50 b99 _ r50 r99 _ f50 f99 <<<"$line"
+    if [ "$r50" -gt 0 ]; then
+        row "Round trip \`true\` p50, ours (3 secrets) / reference" "<= 0.35x ref, 1.3x bare" "$(ms "$o50") / $(ms "$r50") = $(ratio "$o50" "$r50")"
+        row "Round trip \`true\` p99, ours / reference" "" "$(ms "$o99") / $(ms "$r99") = $(ratio "$o99" "$r99")"
+    else
+        row "Round trip vs reference" "<= 0.35x" "not measured (no reference)"
+    fi
     row "Round trip p50 / bare spawn of bash (p50)" "<= 1.3x" "$(ms "$o50") / $(ms "$b50") = $(ratio "$o50" "$b50")"
     row "Round trip p99 / bare spawn of bash (p99)" "" "$(ms "$o99") / $(ms "$b99") = $(ratio "$o99" "$b99")"
+    row "Bare spawn of bash forced to fork / posix_spawn (p50)" "-" "$(ms "$f50") / $(ms "$b50") = $(ratio "$f50" "$b50")"
 else
     row "Round trip vs reference" "<= 0.35x" "not measured (skipped, or no reference)"
 fi
@@ -95,7 +101,7 @@ fi
 echo "soak ..." >&2
 # shellcheck disable=SC2016
 soak=$(drive soak "$SIDECAR_URL" "$KEY" "$soak_rate" "$soak_seconds" /api/commands '{"command": "echo \"$SECRET_A\""}' "$SIDECAR_PID")
-row "Soak ${soak_seconds} s at ${soak_rate} commands/s: errors" "0" "$(json '["errors"]' <<<"$soak") of $(json '["requests"]' <<<"$soak")"
+row "Soak ${soak_seconds} s at ${soak_rate} commands/s: errors" "0" "$(json '["errors"]' <<<"$soak") of $(json '["requests"]' <<<"$soak") $(json '["error_kinds"]' <<<"$soak")"
 row "Soak: RSS start -> end" "growth < 10 %" "$(mib "$(json '["rss_start_kib"]' <<<"$soak")") -> $(mib "$(json '["rss_end_kib"]' <<<"$soak")") ($(json '["rss_growth_pct"]' <<<"$soak") %)"
 stop_pid "$SIDECAR_PID"
 
@@ -106,6 +112,19 @@ if [ "${COMPARE_SKIP_CARGO:-0}" != 1 ]; then
     thrpt=$(awk '/thrpt:/ {print $(NF-3), $(NF-2); exit}' <<<"$mask")
 fi
 row "Masking throughput (1,000 secrets, one shot)" ">= 1 GB/s" "${thrpt:-not measured}"
+
+egress_added="not measured"; egress_thrpt="not measured"
+if [ "${COMPARE_SKIP_CARGO:-0}" != 1 ]; then
+    echo "egress proxy (benches/egress.rs) ..." >&2
+    egress=$(cd "$ROOT" && cargo bench -q --bench egress 2>/dev/null) || egress=
+    echo "$egress" >&2
+    # "added by substitution: p50 X ms (target <= 1 ms), p99 Y ms"
+    egress_added=$(awk '/added by substitution:/ {print "p50 " $5 " ms, p99 " $12 " ms"; exit}' <<<"$egress")
+    # "1 KiB answers: direct D req/s, substituting S req/s (Rx), blind B req/s (Rx)"
+    egress_thrpt=$(awk '/1 KiB answers:/ {gsub(/[(),]/, ""); print "substituting " $10 ", blind " $14 " (direct " $5 " req/s)"; exit}' <<<"$egress")
+fi
+row "Egress proxy: latency added over direct TLS (keep-alive)" "p50 <= 1 ms" "${egress_added:-not measured}"
+row "Egress proxy: throughput / direct HTTPS, 1 KiB answers" ">= 0.5x" "${egress_thrpt:-not measured}"
 
 echo
 echo "secret-sidecar vs reference, $(date -u +%Y-%m-%d), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -164,6 +164,7 @@ def sequential(url, key, n, path, body):
 def soak(url, key, rate, seconds, path, body, pid):
     start_rss = rss(pid)
     errors, done, lock = [0], [0], threading.Lock()
+    kinds = {}  # status code or exception name -> count, to tell a 5xx from a dropped socket
     local = threading.local()
     start = time.perf_counter()
     total = int(rate * seconds)
@@ -173,14 +174,15 @@ def soak(url, key, rate, seconds, path, body, pid):
             if not hasattr(local, "c"):
                 local.c = conn_for(url)
             status, _ = request(local.c, "POST", path, key, body)
-            ok = status == 200
-        except OSError:
+            kind = None if status == 200 else str(status)
+        except OSError as e:
             local.__dict__.pop("c", None)
-            ok = False
+            kind = type(e).__name__
         with lock:
             done[0] += 1
-            if not ok:
+            if kind is not None:
                 errors[0] += 1
+                kinds[kind] = kinds.get(kind, 0) + 1
 
     # A small pool of workers takes ticks at a fixed rate, so a slow answer does not slow
     # the arrivals (up to the pool's size).
@@ -207,6 +209,7 @@ def soak(url, key, rate, seconds, path, body, pid):
     return {
         "requests": done[0],
         "errors": errors[0],
+        "error_kinds": kinds,
         "seconds": round(time.perf_counter() - start, 1),
         "rss_start_kib": start_rss["VmRSS"],
         "rss_end_kib": end_rss["VmRSS"],

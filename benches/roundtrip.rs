@@ -1,6 +1,9 @@
 //! Round trip of one command, `true` with 3 secrets exported and masked, over HTTP on
 //! loopback, next to two baselines measured in the same run:
 //! - the bare spawn of the same shell (`$SHELL -c true` from this process): the floor;
+//! - the same bare spawn with an empty `pre_exec` hook, which makes std `fork` instead of
+//!   `posix_spawn` as the sidecar's spawn does (it `execve`s a wiped image from that hook):
+//!   the difference between the two is what the fork costs;
 //! - the reference agent-server's `POST /api/bash/execute_bash_command` with `true`, when
 //!   `REF_URL` and `REF_KEY` point at one (`bench/roundtrip.sh` starts it).
 //!
@@ -47,6 +50,30 @@ async fn time_requests(client: &reqwest::Client, url: &str, key: &str, body: &se
     stats(samples)
 }
 
+/// `SHELL -c true` spawned from this process; with `fork`, an empty `pre_exec` hook makes std
+/// fork and exec instead of using `posix_spawn`.
+async fn bare_spawn(shell: &str, fork: bool) -> Stats {
+    let (rounds, warmup) = rounds();
+    let mut samples = Vec::with_capacity(rounds);
+    for i in 0..rounds + warmup {
+        let start = Instant::now();
+        let mut cmd = tokio::process::Command::new(shell);
+        cmd.args(["-c", "true"]);
+        if fork {
+            // SAFETY: the hook does nothing, so it is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(|| Ok(()));
+            }
+        }
+        let status = cmd.status().await.unwrap();
+        assert!(status.success());
+        if i >= warmup {
+            samples.push(start.elapsed());
+        }
+    }
+    stats(samples)
+}
+
 fn start_sidecar(shell: &str) -> (Child, String) {
     sidecar::start(env!("CARGO_BIN_EXE_secret-sidecar"), KEY, &["--log", "warn", "--shell", shell])
 }
@@ -72,42 +99,38 @@ fn main() {
             assert_eq!(v["exported"], json!(["SECRET_A", "SECRET_B", "SECRET_C"]), "{v}");
 
             let ours = time_requests(&client, &format!("{base}/api/commands"), KEY, &body).await;
-            let bare = {
-                let (rounds, warmup) = rounds();
-                let mut samples = Vec::with_capacity(rounds);
-                for i in 0..rounds + warmup {
-                    let start = Instant::now();
-                    let status = tokio::process::Command::new(shell).args(["-c", "true"]).status().await.unwrap();
-                    assert!(status.success());
-                    if i >= warmup {
-                        samples.push(start.elapsed());
-                    }
-                }
-                stats(samples)
-            };
+            let bare = bare_spawn(shell, false).await;
+            let forked = bare_spawn(shell, true).await;
             println!("shell {shell}:");
             println!("  secret-sidecar POST /api/commands (3 secrets): p50 {:?}  p99 {:?}", ours.p50, ours.p99);
             println!("  bare spawn `{shell} -c true`:                   p50 {:?}  p99 {:?}", bare.p50, bare.p99);
+            println!("  bare spawn forced to fork (pre_exec hook):      p50 {:?}  p99 {:?}", forked.p50, forked.p99);
             println!("  ratio to the bare spawn (p50): {:.2}x (target <= 1.3x)", ours.p50.as_secs_f64() / bare.p50.as_secs_f64());
-            match (std::env::var("REF_URL"), std::env::var("REF_KEY")) {
+            let reference = match (std::env::var("REF_URL"), std::env::var("REF_KEY")) {
                 (Ok(url), Ok(key)) => {
                     let reference =
                         time_requests(&client, &format!("{url}/api/bash/execute_bash_command"), &key, &json!({"command": "true"})).await;
                     println!("  reference execute_bash_command `true`:        p50 {:?}  p99 {:?}", reference.p50, reference.p99);
                     println!("  ratio to the reference (p50): {:.2}x (target <= 0.35x)", ours.p50.as_secs_f64() / reference.p50.as_secs_f64());
-                    // One line for bench/compare.sh: shell, then p50 and p99 in microseconds.
-                    println!(
-                        "result {shell} ours {} {} bare {} {} reference {} {}",
-                        ours.p50.as_micros(),
-                        ours.p99.as_micros(),
-                        bare.p50.as_micros(),
-                        bare.p99.as_micros(),
-                        reference.p50.as_micros(),
-                        reference.p99.as_micros()
-                    );
+                    Some(reference)
                 }
-                _ => println!("  reference: not measured (set REF_URL and REF_KEY; bench/roundtrip.sh does)"),
-            }
+                _ => {
+                    println!("  reference: not measured (set REF_URL and REF_KEY; bench/roundtrip.sh does)");
+                    None
+                }
+            };
+            // One line for bench/compare.sh: shell, then p50 and p99 in microseconds (0 when the
+            // reference was not measured), then the forked bare spawn.
+            let (r50, r99) = reference.map_or((0, 0), |r| (r.p50.as_micros(), r.p99.as_micros()));
+            println!(
+                "result {shell} ours {} {} bare {} {} reference {r50} {r99} fork {} {}",
+                ours.p50.as_micros(),
+                ours.p99.as_micros(),
+                bare.p50.as_micros(),
+                bare.p99.as_micros(),
+                forked.p50.as_micros(),
+                forked.p99.as_micros()
+            );
         });
         let _ = child.kill();
         let _ = child.wait();
