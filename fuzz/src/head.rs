@@ -31,7 +31,8 @@ const PLACEHOLDERS: [&str; 3] =
 /// Real values: valid header bytes, no `:` or whitespace (so a Basic field is unambiguous),
 /// full of bytes that percent- and base64-encoding change.
 const VALUES: [&str; 3] = ["REAL0/+=&%~zq9value0", "REAL1?#@!$zq9value1", "REAL2;,'()*zq9value2"];
-const HOSTS: [&str; 5] = ["api.test.example", "API.Test.Example.", "x.test.example", "other.example", "test.example"];
+const HOSTS: [&str; 5] =
+    ["api.test.example", "API.Test.Example.", "x.test.example", "other.example", "test.example"];
 const HEADER_NAMES: [&str; 7] =
     ["authorization", "x-api-key", "x-token", "x-other", "proxy-authorization", "cookie", "X-Api-Key"];
 const BOUND_HEADERS: [&str; 3] = ["x-api-key", "x-token", "authorization"];
@@ -242,7 +243,9 @@ fn check_headers(before: &HeaderMap, after: &HeaderMap, bound: &[&Grant]) -> usi
                 authorization_change(o.as_bytes(), n.as_bytes(), bound)
             } else {
                 let allowed = bound.iter().any(|g| {
-                    g.binding.headers.contains(name) && is_placeholder(o.as_bytes(), g) && n.as_bytes() == value(g)
+                    g.binding.headers.contains(name)
+                        && is_placeholder(o.as_bytes(), g)
+                        && n.as_bytes() == value(g)
                 });
                 assert!(allowed, "a header changed that no bound binding names, or not into its value");
                 1
@@ -259,13 +262,16 @@ fn authorization_change(old: &[u8], new: &[u8], bound: &[&Grant]) -> usize {
     let split = trimmed.iter().position(|b| *b == b' ' || *b == b'\t').expect("a changed value has a scheme");
     let (scheme, credential) = (&trimmed[..split], trimmed[split..].trim_ascii());
     if scheme.eq_ignore_ascii_case(b"bearer") || scheme.eq_ignore_ascii_case(b"token") {
-        let ok = bound.iter().any(|g| {
-            is_placeholder(credential, g) && new == [scheme, b" ", value(g)].concat().as_slice()
-        });
+        let ok = bound
+            .iter()
+            .any(|g| is_placeholder(credential, g) && new == [scheme, b" ", value(g)].concat().as_slice());
         assert!(ok, "a Bearer/token credential changed into something but its value");
         return 1;
     }
-    assert!(scheme.eq_ignore_ascii_case(b"basic"), "an Authorization scheme other than Bearer/token/Basic changed");
+    assert!(
+        scheme.eq_ignore_ascii_case(b"basic"),
+        "an Authorization scheme other than Bearer/token/Basic changed"
+    );
     let (_, plain_old) = basic(old).expect("changed Basic credentials decode");
     let (new_scheme, plain_new) = basic(new).expect("rewritten Basic credentials decode");
     assert!(new_scheme == scheme, "the Basic scheme's spelling changed");
