@@ -5,6 +5,8 @@
 //! A property that fails panics with a message that names the property, never the input's
 //! secret parts (libFuzzer keeps the input itself as the crash artifact).
 
+mod head;
+
 use std::sync::Arc;
 
 use arbitrary::Arbitrary;
@@ -12,6 +14,8 @@ use secret_sidecar::mask::{MaskSet, REPLACEMENT, StreamMasker};
 use secret_sidecar::secrets::origin::{Origin, OriginPolicy};
 use secret_sidecar::secrets::source::{ParseContext, parse_update};
 use serde_json::Value;
+
+pub use head::egress_head;
 
 /// Put into every secret-bearing string of a descriptor (static values, header values, the
 /// query of lookup URLs); an error that contains it has echoed a value.
