@@ -30,7 +30,7 @@ if [ "${COMPARE_SKIP_CARGO:-0}" != 1 ]; then
     line=$(grep '^result bash ' <<<"$roundtrip" || true)
 fi
 if [ -n "$line" ]; then
-    read -r _ _ _ o50 o99 _ b50 b99 _ r50 r99 _ f50 f99 <<<"$line"
+    read -r _ _ _ o50 o99 _ b50 b99 _ r50 r99 _ f50 _ <<<"$line"
     if [ "$r50" -gt 0 ]; then
         row "Round trip \`true\` p50, ours (3 secrets) / reference" "<= 0.35x ref, 1.3x bare" "$(ms "$o50") / $(ms "$r50") = $(ratio "$o50" "$r50")"
         row "Round trip \`true\` p99, ours / reference" "" "$(ms "$o99") / $(ms "$r99") = $(ratio "$o99" "$r99")"
