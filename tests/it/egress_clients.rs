@@ -110,6 +110,11 @@ impl Setup {
         out
     }
 
+    async fn get_text(&self, path: &str) -> String {
+        let r = self.client.get(format!("{}{path}", self.app.base)).header("X-Session-API-Key", KEY);
+        r.send().await.unwrap().text().await.unwrap()
+    }
+
     fn url(&self, host: &str, path: &str) -> String {
         format!("https://{host}:{}{path}", self.upstream.port)
     }
@@ -169,32 +174,14 @@ async fn curl_gets_the_value_in_bound_places_only_and_sees_placeholders_back() {
         assert!(!logs.contains(value), "a value reached the logs");
     }
     // Metrics: unlabelled counters, no values.
-    let metrics = s
-        .client
-        .get(format!("{}/metrics", s.app.base))
-        .header("X-Session-API-Key", KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = s.get_text("/metrics").await;
     assert!(metrics.contains("egress"), "{metrics}");
     for value in VALUES {
         assert!(!metrics.contains(value));
     }
     assert!(!metrics.contains(placeholder));
     // The list shows the binding, never the placeholder.
-    let list = s
-        .client
-        .get(format!("{}/api/secrets", s.app.base))
-        .header("X-Session-API-Key", KEY)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let list = s.get_text("/api/secrets").await;
     assert!(list.contains(HOST) && !list.contains(placeholder), "{list}");
 }
 
