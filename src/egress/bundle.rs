@@ -53,8 +53,10 @@ pub fn write_bundle(path: &Path, inherited: Option<&Path>, ca_pem: Option<&str>)
     ));
     let written = (|| {
         let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
+        // No fsync: the rename keeps readers from seeing half a file, and the bundle is
+        // written again at every start, so one lost to a crash costs nothing. Syncing it took
+        // a few milliseconds of every start-up.
         f.write_all(&text)?;
-        f.sync_all()?;
         // The mode given at creation is reduced by the umask; the bundle must be readable.
         fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
         fs::rename(&tmp, path)

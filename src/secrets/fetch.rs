@@ -87,8 +87,6 @@ pub enum FetchBuildError {
     /// The proxy URL itself is not shown: it may carry credentials.
     #[error("lookup proxy must be an http:// or https:// URL with a host")]
     Proxy,
-    #[error("cannot build the lookup HTTP client: {0}")]
-    Client(String),
 }
 
 /// Why one lookup failed. Every variant names the secret; none holds a URL, header value or
@@ -167,7 +165,7 @@ fn human(d: Duration) -> String {
 /// Performs lookups over one shared HTTP client (pooled connections). Cheap to clone.
 #[derive(Clone)]
 pub struct Fetcher {
-    client: reqwest::Client,
+    client: Arc<LazyClient>,
     guard: AddressGuard,
     cfg: Arc<FetchConfig>,
 }
@@ -175,6 +173,38 @@ pub struct Fetcher {
 impl fmt::Debug for Fetcher {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Fetcher").field("cfg", &self.cfg).finish_non_exhaustive()
+    }
+}
+
+/// The lookup client's checked inputs, and the client once the first lookup has built it.
+struct LazyClient {
+    guard: AddressGuard,
+    proxy: Option<reqwest::Proxy>,
+    roots: Vec<reqwest::Certificate>,
+    /// The build's outcome, kept either way so a failure is not retried on every lookup.
+    built: std::sync::OnceLock<Result<reqwest::Client, String>>,
+}
+
+impl LazyClient {
+    /// The client, built on the first call.
+    fn get(&self) -> Result<&reqwest::Client, String> {
+        let built = self.built.get_or_init(|| {
+            let mut builder = reqwest::Client::builder()
+                .use_rustls_tls()
+                .redirect(reqwest::redirect::Policy::none())
+                // Clears proxies taken from HTTP(S)_PROXY/ALL_PROXY; must come before `.proxy`.
+                .no_proxy()
+                .dns_resolver(Arc::new(self.guard.clone()))
+                .user_agent(concat!("secret-sidecar/", env!("CARGO_PKG_VERSION")));
+            if let Some(proxy) = &self.proxy {
+                builder = builder.proxy(proxy.clone());
+            }
+            for cert in &self.roots {
+                builder = builder.add_root_certificate(cert.clone());
+            }
+            builder.build().map_err(|e| format!("cannot build the HTTP client: {}", e.without_url()))
+        });
+        built.as_ref().map_err(Clone::clone)
     }
 }
 
@@ -191,36 +221,34 @@ impl From<FetchError> for Failure {
 }
 
 impl Fetcher {
-    /// Builds the client: rustls with the built-in (webpki and system) roots plus
-    /// `extra_ca_file`, no redirects, no environment proxies, the address guard as resolver.
+    /// Checks the configuration (proxy URL, extra CA file) and prepares the client: rustls
+    /// with the built-in (webpki and system) roots plus `extra_ca_file`, no redirects, no
+    /// environment proxies, the address guard as resolver.
+    ///
+    /// The client itself is built at the first lookup: loading the system roots reads a few
+    /// hundred files, which would otherwise delay `/ready` and stay resident in a sidecar
+    /// that may never look anything up. Every input is checked here, so a bad one is still a
+    /// start-up error.
     pub fn new(cfg: FetchConfig) -> Result<Self, FetchBuildError> {
         let guard = AddressGuard::new(&cfg.resolve_overrides);
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .redirect(reqwest::redirect::Policy::none())
-            // Clears proxies taken from HTTP(S)_PROXY/ALL_PROXY; must come before `.proxy`.
-            .no_proxy()
-            .dns_resolver(Arc::new(guard.clone()))
-            .user_agent(concat!("secret-sidecar/", env!("CARGO_PKG_VERSION")));
-        if let Some(proxy) = &cfg.proxy {
-            if !matches!(proxy.scheme(), "http" | "https") || proxy.host().is_none() {
+        let proxy = match &cfg.proxy {
+            Some(proxy) if !matches!(proxy.scheme(), "http" | "https") || proxy.host().is_none() => {
                 return Err(FetchBuildError::Proxy);
             }
-            builder = builder.proxy(reqwest::Proxy::all(proxy.as_str()).map_err(|_| FetchBuildError::Proxy)?);
-        }
+            Some(proxy) => Some(reqwest::Proxy::all(proxy.as_str()).map_err(|_| FetchBuildError::Proxy)?),
+            None => None,
+        };
+        let mut roots = Vec::new();
         if let Some(path) = &cfg.extra_ca_file {
             let pem = std::fs::read(path)
                 .map_err(|source| FetchBuildError::CaFile { path: path.clone(), source })?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+            roots = reqwest::Certificate::from_pem_bundle(&pem)
                 .ok()
                 .filter(|c| !c.is_empty())
                 .ok_or_else(|| FetchBuildError::CaPem { path: path.clone() })?;
-            for cert in certs {
-                builder = builder.add_root_certificate(cert);
-            }
         }
-        let client = builder.build().map_err(|e| FetchBuildError::Client(e.without_url().to_string()))?;
-        Ok(Self { client, guard, cfg: Arc::new(cfg) })
+        let client = LazyClient { guard: guard.clone(), proxy, roots, built: std::sync::OnceLock::new() };
+        Ok(Self { client: Arc::new(client), guard, cfg: Arc::new(cfg) })
     }
 
     /// GETs `url` with `headers` (all marked sensitive) and returns the body verbatim;
@@ -297,6 +325,8 @@ impl Fetcher {
     ) -> Result<Option<SecretValue>, Failure> {
         let response = self
             .client
+            .get()
+            .map_err(|cause| FetchError::Connect { target: target.clone(), cause })?
             .get(url.clone())
             .headers(headers.clone())
             .send()
