@@ -1,7 +1,8 @@
 //! One child process: spawning it in its own process group, signalling that group, and
 //! making sure the group cannot outlive the handle.
 //!
-//! Owns the OS side (`fork`/`exec` options, `kill(-pgid, …)`, `/proc` checks, exit statuses).
+//! Owns the OS side (how the shell is started, `kill(-pgid, …)`, `/proc` checks, exit
+//! statuses).
 //! It does not read the pipes or decide when to kill: `supervise` does.
 //!
 //! Invariant: from the moment [`spawn`] returns, a [`GroupGuard`] is armed for the child's
@@ -11,24 +12,26 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
-use std::os::unix::process::ExitStatusExt;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{ExitStatus, Stdio};
+use std::process::{Command, ExitStatus, Stdio};
 use std::sync::Arc;
 
-use tokio::process::{Child, ChildStderr, ChildStdout, Command};
+use tokio::net::unix::pipe::Receiver;
 
 use super::image::ExecImage;
-use super::{CommandUser, ExecError};
+use super::process::Process;
+use super::{CommandUser, ExecError, posix};
 
 /// A spawned command: the shell, its pipes, and the guard over its process group.
 pub(super) struct Spawned {
-    /// The shell (killed on drop; its group is the guard's job).
-    pub child: Child,
+    /// The shell (killed and reaped on drop; its group is the guard's job).
+    pub child: Process,
     /// Read end of the shell's standard output.
-    pub stdout: ChildStdout,
+    pub stdout: Receiver,
     /// Read end of the shell's standard error.
-    pub stderr: ChildStderr,
+    pub stderr: Receiver,
     /// Kills the whole group unless it was seen gone.
     pub guard: GroupGuard,
 }
@@ -36,8 +39,10 @@ pub(super) struct Spawned {
 /// Starts `shell -c command` in `cwd` with exactly `env`, stdin closed, stdout and stderr
 /// piped, in a new process group whose id is the child's pid; as `user` when given.
 ///
-/// The environment strings are built into an [`ExecImage`] and handed to `execve` from the
-/// `pre_exec` hook, so `Command` never holds a copy; the image is wiped before this returns.
+/// The environment strings are built into an [`ExecImage`], which is wiped before this
+/// returns. Without a user the shell is started with `posix_spawn` (`posix`); switching ids
+/// needs code between `fork` and `exec`, so with one std forks and the `pre_exec` hook calls
+/// `execve` with the image (std's own copy of the environment stays empty).
 pub(super) fn spawn(
     shell: &Path,
     command: &str,
@@ -49,13 +54,36 @@ pub(super) fn spawn(
         ExecImage::new(shell.as_os_str(), command, env.iter().map(|(n, v)| (*n, *v)))
             .map_err(ExecError::Spawn)?,
     );
+    let started = match user {
+        None => posix::spawn(&image, cwd),
+        Some(user) => fork(shell, command, cwd, user, &image),
+    };
+    // The last reference, dropped here, wipes the strings whether or not the spawn worked.
+    debug_assert_eq!(Arc::strong_count(&image), 1, "the image outlived the spawn");
+    drop(image);
+    let posix::Started { pid, stdout, stderr } = started.map_err(ExecError::Spawn)?;
+    // Owned (killed and reaped on drop) and its group guarded before anything else can fail.
+    let child = Process::adopt(pid);
+    let guard = GroupGuard { pgid: pid, armed: pid > 0 };
+    let pipe = |fd: OwnedFd| Receiver::from_owned_fd(fd).map_err(ExecError::Spawn);
+    Ok(Spawned { child, stdout: pipe(stdout)?, stderr: pipe(stderr)?, guard })
+}
+
+/// The fork path, for a command run as `user`: std sets the ids, pipes, group and `cwd` in
+/// the child, then the hook `execve`s the image. The std `Child` is only read for its pid
+/// and pipes; dropping it neither waits nor kills, [`Process`] does both.
+fn fork(
+    shell: &Path,
+    command: &str,
+    cwd: &Path,
+    user: &CommandUser,
+    image: &Arc<ExecImage>,
+) -> std::io::Result<posix::Started> {
     let mut cmd = Command::new(shell);
-    if let Some(user) = user {
-        // Switching ids happens in the child between fork and exec. std clears supplementary
-        // groups when root does this.
-        cmd.uid(user.uid).gid(user.gid);
-    }
-    let in_child = Arc::clone(&image);
+    // Switching ids happens in the child between fork and exec. std clears supplementary
+    // groups when root does this.
+    cmd.uid(user.uid).gid(user.gid);
+    let in_child = Arc::clone(image);
     // SAFETY: the hook runs in the forked child after std's own setup (pipes, process group,
     // ids, cwd, signal mask) and only calls `execve` on pointers computed before the fork.
     // `Command`'s own argv (the same) and empty environment are never reached on success.
@@ -71,20 +99,19 @@ pub(super) fn spawn(
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .process_group(0)
-        .kill_on_drop(true)
         .spawn();
-    // The hook (and its reference to the image) goes with the Command; the last reference,
-    // dropped here, wipes the strings whether or not the spawn worked.
+    // The hook (and its reference to the image) goes with the Command.
     drop(cmd);
-    debug_assert_eq!(Arc::strong_count(&image), 1, "the image outlived the spawn");
-    drop(image);
-    let mut child = spawned.map_err(ExecError::Spawn)?;
-    // Arm the guard before anything else can fail, so every path below kills the group.
-    let pgid = child.id().and_then(|id| i32::try_from(id).ok()).unwrap_or(0);
-    let guard = GroupGuard { pgid, armed: pgid > 0 };
+    let mut child = spawned?;
+    let pid = libc::pid_t::try_from(child.id()).map_err(std::io::Error::other)?;
     match (child.stdout.take(), child.stderr.take()) {
-        (Some(stdout), Some(stderr)) if guard.armed => Ok(Spawned { child, stdout, stderr, guard }),
-        _ => Err(ExecError::Spawn(std::io::Error::other("child handles missing"))),
+        (Some(stdout), Some(stderr)) => Ok(posix::Started { pid, stdout: stdout.into(), stderr: stderr.into() }),
+        _ => {
+            // Not adopted yet: kill and reap it here.
+            let _ = child.kill();
+            let _ = child.wait();
+            Err(std::io::Error::other("child handles missing"))
+        }
     }
 }
 

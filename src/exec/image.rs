@@ -4,9 +4,10 @@
 //! `std::process::Command` copies every variable into `NAME=value` C strings of its own and
 //! frees them without wiping, so each exported secret would linger in the sidecar's freed heap
 //! after every command. Here the strings are laid out in one buffer per array, owned by an
-//! [`ExecImage`] that zeroes them on drop; the spawn passes `Command` an empty environment and
-//! calls `execve` with this image from its `pre_exec` hook (in the forked child, with pointers
-//! computed before the fork, so nothing is allocated there).
+//! [`ExecImage`] that zeroes them on drop. The shell is started from it with `posix_spawn`
+//! (`posix`), or, when it must run as another user, by std's fork with an empty environment
+//! and a `pre_exec` hook that calls `execve` with this image (in the forked child, with
+//! pointers computed before the fork, so nothing is allocated there).
 //!
 //! What this does not cover, honestly: the forked child's copy of the buffers is the child's
 //! (replaced by the new program image at `execve`); the kernel copies the strings onto the new
@@ -79,6 +80,11 @@ impl ExecImage {
         // buffers `self` owns and keeps alive for the duration of the call (the invariant).
         unsafe { libc::execve(self.argv[0], self.argv.as_ptr(), self.envp.as_ptr()) };
         io::Error::last_os_error()
+    }
+
+    /// The path, `argv` and `envp` for `posix_spawn`, valid while `self` lives.
+    pub(super) fn raw(&self) -> (*const c_char, *const *mut c_char, *const *mut c_char) {
+        (self.argv[0], self.argv.as_ptr().cast(), self.envp.as_ptr().cast())
     }
 
     /// Zeroes both buffers in place (their length kept) and forgets the pointers into them.

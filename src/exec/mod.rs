@@ -17,6 +17,8 @@ mod capture;
 mod child;
 mod env;
 mod image;
+mod posix;
+mod process;
 mod shell;
 mod size;
 mod supervise;
