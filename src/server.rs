@@ -109,7 +109,7 @@ pub async fn serve(
     tokio::spawn(drain);
     let deadlines = Deadlines { header: state.http.header_timeout, idle: state.http.idle_timeout };
     if let Some(egress) = &state.egress {
-        egress.spawn(state.grants().clone(), token.clone());
+        egress.spawn_if_ready();
     }
     state.set_ready(true);
     let connections = TaskTracker::new();

@@ -38,8 +38,6 @@ pub enum StateError {
     #[error("cannot mask the sidecar's own keys: {0}")]
     Mask(#[from] crate::mask::MaskError),
     #[error(transparent)]
-    EgressBundle(#[from] crate::egress::bundle::BundleError),
-    #[error(transparent)]
     Egress(#[from] crate::egress::runtime::RuntimeError),
     #[error(transparent)]
     StateFile(#[from] crate::persist::LoadError),
@@ -95,28 +93,18 @@ impl AppState {
     /// (loading can generate a key file, which is start-up's business, not the state's).
     pub fn new(config: &Config, keys: ApiKeys) -> Result<Self, StateError> {
         let mut egress_cfg = config.egress.clone();
-        let runtime = if egress_cfg.enabled { egress_runtime(&egress_cfg)? } else { None };
+        let grants = Grants::new();
+        let shutdown = CancellationToken::new();
+        let runtime = if egress_cfg.enabled {
+            egress_runtime(&egress_cfg, &grants, &shutdown)?.map(Arc::new)
+        } else {
+            None
+        };
         if let Some(runtime) = &runtime {
             // Commands are given the address really bound (a configured port 0 works).
             egress_cfg.listen = runtime.addr();
-            let written = crate::egress::bundle::write_bundle(
-                &egress_cfg.ca_bundle,
-                egress_cfg.inherited_bundle.as_deref(),
-                Some(runtime.ca_pem()),
-            );
-            match written {
-                // Bindings configured at start: egress mode is clearly wanted, so this is fatal.
-                Err(e) if !egress_cfg.bindings.is_empty() => return Err(e.into()),
-                // Otherwise only a descriptor that brings its own binding needs the bundle.
-                Err(e) => tracing::warn!(
-                    "{e}: {}; commands that hold placeholders will not trust the egress CA",
-                    e.source
-                ),
-                Ok(()) => {}
-            }
         }
-        let egress_cfg = &egress_cfg;
-        let egress = Arc::new(Egress::new(egress_cfg, Grants::new()));
+        let egress = Arc::new(Egress::new(&egress_cfg, grants, runtime.clone()));
         let lookup = &config.lookup;
         let fetcher = Fetcher::new(lookup.fetch.clone())?;
         let session_key = Arc::new(SessionKey::new(lookup.session_key.clone()));
@@ -188,9 +176,9 @@ impl AppState {
             durable,
             request_slots: Arc::new(Semaphore::new(config.http.max_concurrent_requests)),
             ready: Arc::new(AtomicBool::new(false)),
-            shutdown: CancellationToken::new(),
+            shutdown,
             metrics,
-            egress: runtime.map(Arc::new),
+            egress: runtime,
         })))
     }
 
@@ -224,9 +212,9 @@ impl AppState {
         self.egress.as_ref().map(|e| e.addr())
     }
 
-    /// The egress CA's certificate (PEM), when egress mode is on.
+    /// The egress CA's certificate (PEM), once egress mode made it.
     pub fn egress_ca_pem(&self) -> Option<&str> {
-        self.egress.as_ref().map(|e| e.ca_pem())
+        self.egress.as_ref().and_then(|e| e.ca_pem())
     }
 
     /// The live egress credentials (the proxy looks tokens up here; tests count them).
@@ -265,12 +253,17 @@ fn observed(registry: &Arc<Registry>, masks: &Arc<MaskSet>) -> Observed {
     }
 }
 
-/// Egress mode's CA and proxy socket. A socket that cannot be bound stops the start when
-/// bindings are configured (egress mode is clearly wanted); otherwise the service starts
-/// without the proxy and says so, and commands that hold placeholders cannot reach bound
-/// hosts (they fail closed: the value is never given to them).
-fn egress_runtime(cfg: &EgressConfig) -> Result<Option<EgressRuntime>, StateError> {
-    match EgressRuntime::start(cfg) {
+/// Egress mode's proxy socket (and, with bindings configured, its CA and bundle). A socket
+/// that cannot be bound stops the start when bindings are configured (egress mode is clearly
+/// wanted); otherwise the service starts without the proxy and says so, and commands that
+/// hold placeholders cannot reach bound hosts (they fail closed: the value is never given to
+/// them).
+fn egress_runtime(
+    cfg: &EgressConfig,
+    grants: &Arc<Grants>,
+    shutdown: &CancellationToken,
+) -> Result<Option<EgressRuntime>, StateError> {
+    match EgressRuntime::start(cfg, Arc::clone(grants), shutdown.clone()) {
         Ok(runtime) => Ok(Some(runtime)),
         Err(e) if cfg.bindings.is_empty() => {
             tracing::warn!("egress proxy not started: {e}");

@@ -33,6 +33,7 @@ use crate::egress::grant::{Credential, Grant, Grants};
 use crate::egress::named::NamedBindings;
 use crate::egress::parse::MIN_BOUND_BYTES;
 use crate::egress::placeholder::Placeholders;
+use crate::egress::runtime::Runtime;
 use crate::secrets::export::MissingReason;
 use crate::secrets::source::{EntryError, SecretSource, StaticSecret, too_short_to_bind};
 use crate::secrets::value::{SecretName, SecretValue};
@@ -73,6 +74,8 @@ pub(crate) struct Egress {
     bindings: Arc<NamedBindings>,
     placeholders: Placeholders,
     grants: Arc<Grants>,
+    /// The proxy's runtime, started by the first command that holds placeholders.
+    runtime: Option<Arc<Runtime>>,
     bundle: PathBuf,
     /// Keyed digests of every value seen bound; a std lock, never held across an `.await`.
     bound: Mutex<HashSet<[u8; 32]>>,
@@ -98,7 +101,7 @@ pub(crate) struct Issued {
 impl Egress {
     /// Egress mode as `cfg` configures it; credentials are issued into `grants`, placeholders
     /// are made from `cfg.placeholder_key` (random per start without one).
-    pub(crate) fn new(cfg: &EgressConfig, grants: Arc<Grants>) -> Self {
+    pub(crate) fn new(cfg: &EgressConfig, grants: Arc<Grants>, runtime: Option<Arc<Runtime>>) -> Self {
         let host = match cfg.listen.ip() {
             ip if ip.is_unspecified() && ip.is_ipv4() => std::net::Ipv4Addr::LOCALHOST.into(),
             ip if ip.is_unspecified() => std::net::Ipv6Addr::LOCALHOST.into(),
@@ -112,6 +115,7 @@ impl Egress {
             bindings: cfg.bindings.clone(),
             placeholders: Placeholders::new(cfg.placeholder_key.as_deref()),
             grants,
+            runtime,
             bundle: cfg.ca_bundle.clone(),
             bound: Mutex::new(HashSet::new()),
             digest_key,
@@ -229,6 +233,10 @@ impl Egress {
                 binding: binding.clone(),
             });
         }
+        if let Some(runtime) = &self.runtime {
+            // The CA, the bundle and the proxy, made before the first command that needs them.
+            runtime.ensure_running();
+        }
         let credential = self.grants.issue(grants);
         let url =
             format!("http://{}:{}@{}", Credential::USER, credential.token().expose_secret(), self.proxy_addr);
@@ -309,7 +317,7 @@ mod tests {
         let path = std::env::var("PATH").unwrap_or_default();
         let env = crate::config::Env::from_pairs([("PATH".to_owned(), path)]);
         let config = crate::config::Config::new(&args, &env).unwrap();
-        Egress::new(&config.egress, Grants::new())
+        Egress::new(&config.egress, Grants::new(), None)
     }
 
     fn value(s: &str) -> SecretValue {
