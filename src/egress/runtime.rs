@@ -64,7 +64,11 @@ impl Runtime {
     /// Reads the extra roots and binds `cfg.listen`; with bindings configured, also makes the
     /// CA and writes the bundle. The proxy will check credentials in `grants` and stop when
     /// `shutdown` is cancelled.
-    pub fn start(cfg: &EgressConfig, grants: Arc<Grants>, shutdown: CancellationToken) -> Result<Self, RuntimeError> {
+    pub fn start(
+        cfg: &EgressConfig,
+        grants: Arc<Grants>,
+        shutdown: CancellationToken,
+    ) -> Result<Self, RuntimeError> {
         let extra_roots = match &cfg.extra_ca_file {
             Some(path) => {
                 let roots: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(path)

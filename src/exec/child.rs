@@ -105,7 +105,9 @@ fn fork(
     let mut child = spawned?;
     let pid = libc::pid_t::try_from(child.id()).map_err(std::io::Error::other)?;
     match (child.stdout.take(), child.stderr.take()) {
-        (Some(stdout), Some(stderr)) => Ok(posix::Started { pid, stdout: stdout.into(), stderr: stderr.into() }),
+        (Some(stdout), Some(stderr)) => {
+            Ok(posix::Started { pid, stdout: stdout.into(), stderr: stderr.into() })
+        }
         _ => {
             // Not adopted yet: kill and reap it here.
             let _ = child.kill();

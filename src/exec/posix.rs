@@ -97,7 +97,9 @@ impl Actions {
 
     fn open_null(&mut self, fd: libc::c_int) -> io::Result<()> {
         // SAFETY: the path is a static C string; glibc and musl copy it.
-        check(unsafe { libc::posix_spawn_file_actions_addopen(&mut self.0, fd, c"/dev/null".as_ptr(), libc::O_RDONLY, 0) })
+        check(unsafe {
+            libc::posix_spawn_file_actions_addopen(&mut self.0, fd, c"/dev/null".as_ptr(), libc::O_RDONLY, 0)
+        })
     }
 
     fn dup2(&mut self, from: &OwnedFd, to: libc::c_int) -> io::Result<()> {
@@ -138,7 +140,8 @@ impl Attrs {
             check(libc::posix_spawnattr_setsigmask(&mut attrs.0, &empty))?;
             check(libc::posix_spawnattr_setsigdefault(&mut attrs.0, &pipe))?;
             check(libc::posix_spawnattr_setpgroup(&mut attrs.0, 0))?;
-            let flags = libc::POSIX_SPAWN_SETPGROUP | libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
+            let flags =
+                libc::POSIX_SPAWN_SETPGROUP | libc::POSIX_SPAWN_SETSIGMASK | libc::POSIX_SPAWN_SETSIGDEF;
             check(libc::posix_spawnattr_setflags(&mut attrs.0, flags as libc::c_short))?;
         }
         Ok(attrs)

@@ -372,3 +372,32 @@ async fn placeholders_survive_a_restart_with_a_placeholder_key_and_only_then() {
     assert_ne!(first, random);
     assert_ne!(random, placeholder(spawn(&args, &[]).await).await, "random per start");
 }
+
+#[tokio::test]
+async fn the_ca_and_bundle_are_made_by_the_first_command_that_holds_a_placeholder() {
+    let dir = temp_dir("lazy");
+    let bundle = dir.join("bundle.pem");
+    let app = spawn(&["--egress-ca-bundle", bundle.to_str().unwrap()], &[]).await;
+    let own = json!({"kind": "StaticSecret", "value": GH_VALUE, "egress_hosts": ["api.github.com"]});
+    assert_eq!(register(&app, json!({"PLAIN": "plain-value-1234", "OWN": own})).await.0, 200);
+
+    // No binding at start: nothing is made until a command needs it.
+    assert!(app.state.egress_ca_pem().is_none() && !bundle.exists());
+    let out = run(&app, json!({"command": "true", "secrets": ["PLAIN"]})).await;
+    assert_eq!(out["exit_code"], 0, "{out}");
+    assert!(app.state.egress_ca_pem().is_none() && !bundle.exists(), "a command without placeholders");
+
+    let out = run(&app, json!({"command": "printf '%s' \"$SSL_CERT_FILE\"", "secrets": ["OWN"]})).await;
+    assert_eq!(out["stdout"], bundle.to_str().unwrap(), "{out}");
+    let ca = app.state.egress_ca_pem().expect("made for the command").to_owned();
+    assert!(std::fs::read_to_string(&bundle).unwrap().contains(&ca));
+    // The proxy answers (407 without a credential), so it was started too.
+    let addr = app.state.egress_proxy_addr().unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    s.write_all(b"CONNECT api.github.com:443 HTTP/1.1\r\nHost: api.github.com:443\r\n\r\n").await.unwrap();
+    let mut head = [0u8; 12];
+    s.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 407");
+    let _ = std::fs::remove_dir_all(&dir);
+}

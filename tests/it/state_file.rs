@@ -274,7 +274,11 @@ async fn every_acknowledged_update_survives_sigkill() {
     assert!(expected_present.is_subset(&listed), "seed {seed}: acknowledged updates lost");
     assert!(expected_absent.is_disjoint(&listed), "seed {seed}: acknowledged deletes undone");
     // At least 20 acknowledged posts per round, of which at most one in five had a delete sent.
-    assert!(expected_present.len() >= 3 * 16, "seed {seed}: only {} updates exercised", expected_present.len());
+    assert!(
+        expected_present.len() >= 3 * 16,
+        "seed {seed}: only {} updates exercised",
+        expected_present.len()
+    );
 }
 
 #[tokio::test]
