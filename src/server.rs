@@ -111,6 +111,7 @@ pub async fn serve(
     if let Some(egress) = &state.egress {
         egress.spawn_if_ready();
     }
+    release_startup_memory();
     state.set_ready(true);
     let connections = TaskTracker::new();
     let served = async {
@@ -224,5 +225,17 @@ fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
             _ = term.recv() => tracing::info!("SIGTERM: draining"),
             _ = int.recv() => tracing::info!("SIGINT: draining"),
         }
+    }
+}
+
+/// Start-up's scratch memory (argument parsing, the OpenAPI document before it was
+/// serialised, loading the state file) is free by now, but glibc's allocator keeps free pages
+/// in the middle of its heap resident; hand them back once, so an idle sidecar holds only what
+/// it uses. Other allocators (musl's) return such memory on their own.
+fn release_startup_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory inside the allocator; it takes no pointer.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
