@@ -112,3 +112,58 @@ fn pidfd(pid: libc::pid_t) -> Option<AsyncFd<OwnedFd>> {
     // until it is dropped.
     unsafe { AsyncFd::register_with_interest(fd, tokio::io::Interest::READABLE) }.ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[expect(clippy::zombie_processes, reason = "the pid is handed to a Process, which reaps it")]
+    fn start(script: &str) -> libc::pid_t {
+        let child = std::process::Command::new("/bin/sh").args(["-c", script]).spawn().unwrap();
+        // std's Child neither waits nor kills on drop: the pid is ours to reap.
+        libc::pid_t::try_from(child.id()).unwrap()
+    }
+
+    /// True once `pid` is gone altogether (`/proc` keeps a zombie's entry until it is
+    /// reaped), polled for up to 10 s.
+    async fn reaped(pid: libc::pid_t) -> bool {
+        for _ in 0..1000 {
+            if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        false
+    }
+
+    #[tokio::test]
+    async fn waits_through_the_pidfd_and_keeps_the_status() {
+        let mut p = Process::adopt(start("exit 7"));
+        assert!(p.pidfd.is_some(), "this kernel has pidfds");
+        assert_eq!(p.wait().await.unwrap().code(), Some(7));
+        assert_eq!(p.wait().await.unwrap().code(), Some(7), "asked again");
+    }
+
+    #[tokio::test]
+    async fn waits_without_a_pidfd_and_survives_a_cancelled_wait() {
+        let pid = start("sleep 0.2; exit 3");
+        let mut p = Process { pid, pidfd: None, waiter: None, status: None };
+        assert!(tokio::time::timeout(Duration::from_millis(20), p.wait()).await.is_err(), "still running");
+        assert_eq!(p.wait().await.unwrap().code(), Some(3), "the cancelled wait lost nothing");
+    }
+
+    #[tokio::test]
+    async fn a_dropped_process_is_killed_and_reaped() {
+        for pidfd in [true, false] {
+            let pid = start("sleep 100");
+            let mut p = Process::adopt(pid);
+            if !pidfd {
+                p.pidfd = None;
+            }
+            drop(p);
+            assert!(reaped(pid).await, "pidfd {pidfd}: killed and reaped");
+        }
+    }
+}
