@@ -2,7 +2,7 @@
 //! (`SSL_CERT_FILE`, else the system bundle) followed by the egress CA, so intercepted
 //! connections to bound hosts verify and every other host still does.
 //!
-//! Written once at start, atomically (a temporary file renamed into place), mode 0644: it
+//! Written once, when egress mode first needs it (`super::runtime`), atomically (a temporary file renamed into place), mode 0644: it
 //! holds only public certificates, and a command run as another user must read it.
 
 use std::fs;

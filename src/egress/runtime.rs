@@ -17,7 +17,7 @@ use rustls::pki_types::CertificateDer;
 use rustls::pki_types::pem::PemObject;
 use tokio_util::sync::CancellationToken;
 
-use super::bundle::{BundleError, write_bundle};
+use super::bundle::write_bundle;
 use super::ca::{Ca, CaError};
 use super::grant::Grants;
 use super::proxy::{self, EgressStats, ProxyConfig};
@@ -32,11 +32,9 @@ pub enum RuntimeError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("--egress-extra-ca-file {path}: no usable PEM certificate")]
     ExtraRoots { path: String },
-    #[error(transparent)]
-    Bundle(#[from] BundleError),
-    /// An earlier attempt failed (its error was logged then).
+    /// The CA or the bundle could not be made.
     #[error("{0}")]
-    Earlier(String),
+    Prepare(String),
 }
 
 /// What the proxy needs: the socket and counters from start, the CA once needed.
@@ -110,25 +108,16 @@ impl Runtime {
         Ok(runtime)
     }
 
-    /// Makes the CA and writes the bundle, once.
+    /// Makes the CA and writes the bundle, once; a failure is kept (as its message) and
+    /// returned again to later callers.
     fn make_ca(&self) -> Result<&Arc<Ca>, RuntimeError> {
-        let mut error = None;
         let made = self.ca.get_or_init(|| {
-            let made = Ca::new().map_err(RuntimeError::from).and_then(|ca| {
-                write_bundle(&self.bundle, self.inherited_bundle.as_deref(), Some(ca.cert_pem()))?;
-                Ok(Arc::new(ca))
-            });
-            made.map_err(|e| {
-                let text = e.to_string();
-                error = Some(e);
-                text
-            })
+            let ca = Ca::new().map_err(|e| RuntimeError::Ca(e).to_string())?;
+            write_bundle(&self.bundle, self.inherited_bundle.as_deref(), Some(ca.cert_pem()))
+                .map_err(|e| format!("{e}: {}", e.source))?;
+            Ok(Arc::new(ca))
         });
-        match (made, error) {
-            (Ok(ca), _) => Ok(ca),
-            (Err(_), Some(e)) => Err(e),
-            (Err(text), None) => Err(RuntimeError::Earlier(text.clone())),
-        }
+        made.as_ref().map_err(|e| RuntimeError::Prepare(e.clone()))
     }
 
     /// Makes sure the CA and bundle exist and the proxy is running; called before a command
